@@ -1,0 +1,108 @@
+// pybind11 bindings: raw pointers, sizes, strides and dtype codes in; no torch types cross here.
+// Argument checking happens in moafast/ops/_plumbing.py; these functions trust their inputs.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+
+#include "cpu/isa.h"
+#include "moafast/cuda_runtime_info.h"
+#include "moafast/logprobs.h"
+
+namespace py = pybind11;
+using namespace moafast;
+
+namespace {
+
+template <typename T> T* as_ptr(uintptr_t address) { return reinterpret_cast<T*>(address); }
+
+void raise_bad_target(int64_t row, int64_t target, int64_t vocab, int64_t ignore_index) {
+  throw py::index_error("targets[" + std::to_string(row) + "] = " + std::to_string(target) +
+                        " is outside [0, " + std::to_string(vocab) + ") and is not ignore_index (" +
+                        std::to_string(ignore_index) + ")");
+}
+
+void raise_if_bad(int64_t bad_row, uintptr_t targets, int64_t targets_stride, int64_t vocab, int64_t ignore_index) {
+  if (bad_row >= 0)
+    raise_bad_target(bad_row, as_ptr<const int64_t>(targets)[bad_row * targets_stride], vocab, ignore_index);
+}
+
+void logprobs_forward(uintptr_t logits, int64_t rows, int64_t vocab, int64_t logits_row_stride, uintptr_t targets,
+                      int64_t targets_stride, int64_t ignore_index, uintptr_t logp, uintptr_t lse, int dtype,
+                      int device, uintptr_t stream, int num_threads) {
+  const LogprobsForwardArgs args{as_ptr<const void>(logits), rows, vocab, logits_row_stride,
+                                 as_ptr<const int64_t>(targets), targets_stride, ignore_index,
+                                 as_ptr<void>(logp), as_ptr<void>(lse), static_cast<DType>(dtype)};
+  int64_t bad_row = -1;
+  {
+    py::gil_scoped_release release;
+    if (device >= 0)
+      cuda::logprobs_forward(args, device, as_ptr<void>(stream));
+    else
+      bad_row = cpu::logprobs_forward(args, num_threads);
+  }
+  raise_if_bad(bad_row, targets, targets_stride, vocab, ignore_index);
+}
+
+void logprobs_backward(uintptr_t logits, int64_t rows, int64_t vocab, int64_t logits_row_stride, uintptr_t targets,
+                       int64_t targets_stride, int64_t ignore_index, uintptr_t lse, uintptr_t grad_logp,
+                       int64_t grad_logp_stride, uintptr_t grad_lse, int64_t grad_lse_stride, uintptr_t grad_logits,
+                       int dtype, int device, uintptr_t stream, int num_threads) {
+  const LogprobsBackwardArgs args{as_ptr<const void>(logits), rows, vocab, logits_row_stride,
+                                  as_ptr<const int64_t>(targets), targets_stride, ignore_index,
+                                  as_ptr<const void>(lse), as_ptr<const void>(grad_logp), grad_logp_stride,
+                                  as_ptr<const void>(grad_lse), grad_lse_stride, as_ptr<void>(grad_logits),
+                                  static_cast<DType>(dtype)};
+  int64_t bad_row = -1;
+  {
+    py::gil_scoped_release release;
+    if (device >= 0)
+      cuda::logprobs_backward(args, device, as_ptr<void>(stream));
+    else
+      bad_row = cpu::logprobs_backward(args, num_threads);
+  }
+  raise_if_bad(bad_row, targets, targets_stride, vocab, ignore_index);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "moafast compiled kernels (no libtorch): pointers, sizes, strides and dtype codes in.";
+
+  m.def("logprobs_forward", &logprobs_forward, "Fused log-softmax + gather; device < 0 runs on the CPU.");
+  m.def("logprobs_backward", &logprobs_backward, "grad_logits = (g_lse - g_logp) * softmax + onehot * g_logp.");
+
+  m.def("cpu_isa", [] { return cpu::isa_name(cpu::active_isa()); }, "The CPU instruction set the kernels run with.");
+  m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"),
+        "Force the CPU kernels' ISA: 'auto', 'baseline', 'avx2' or 'avx512' (for tests and comparisons).");
+  m.def("cpu_isas_usable", [] {
+    py::list out;
+    for (cpu::Isa isa : {cpu::Isa::kBaseline, cpu::Isa::kAvx2, cpu::Isa::kAvx512})
+      if (cpu::isa_compiled(isa) && cpu::isa_supported_by_cpu(isa)) out.append(cpu::isa_name(isa));
+    return out;
+  });
+  m.def("build_info", [] {
+    const cuda::RuntimeInfo cuda_info = cuda::runtime_info();
+    py::dict info;
+    info["version"] = MOAFAST_VERSION;
+    info["cuda_compiled"] = cuda_info.compiled;
+    info["cuda_runtime_version"] = cuda_info.runtime_version;
+    info["cuda_architectures"] = cuda_info.architectures;
+#if defined(_OPENMP)
+    info["openmp"] = _OPENMP;
+#else
+    info["openmp"] = 0;
+#endif
+    return info;
+  });
+  m.def("cuda_runtime_info", [] {
+    const cuda::RuntimeInfo info = cuda::runtime_info();
+    py::dict out;
+    out["compiled"] = info.compiled;
+    out["runtime_version"] = info.runtime_version;
+    out["driver_version"] = info.driver_version;
+    out["device_count"] = info.device_count;
+    out["error"] = info.error;
+    return out;
+  }, "Queries the CUDA driver through the runtime linked into this module (no torch involved).");
+}

@@ -1,0 +1,88 @@
+"""The one layer between tensors and kernel calls: argument checks, dtype codes, device and stream.
+
+Every check raises TypeError (wrong dtype) or ValueError (wrong shape, device, value) naming the
+argument and what was expected, so no bad input reaches a kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from moafast._ext import extension, require_cuda_kernels
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+INDEX_DTYPES = (torch.int64, torch.int32)
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    return _DTYPE_CODES[dtype]
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 for float64 inputs, float32 for every other floating dtype."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _names(dtypes: Iterable[torch.dtype]) -> str:
+    return ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+
+
+def check_dtype(name: str, tensor: torch.Tensor, allowed: Iterable[torch.dtype]) -> None:
+    allowed = tuple(allowed)
+    if tensor.dtype not in allowed:
+        raise TypeError(f"{name}: expected dtype {_names(allowed)}, got {str(tensor.dtype).removeprefix('torch.')}")
+
+
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...], described: str) -> None:
+    """`described` spells the expected shape symbolically, e.g. '[N] with N = logits.shape[0]'."""
+    if tuple(tensor.shape) != tuple(expected):
+        raise ValueError(f"{name}: expected shape {described} = {list(expected)}, got {list(tensor.shape)}")
+
+
+def check_ndim(name: str, tensor: torch.Tensor, ndim: int, described: str) -> None:
+    if tensor.dim() != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D tensor {described}, got shape {list(tensor.shape)}")
+
+
+def check_same_device(**tensors: torch.Tensor | None) -> torch.device:
+    present = {name: t for name, t in tensors.items() if t is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        listed = ", ".join(f"{name} on {t.device}" for name, t in present.items())
+        raise ValueError(f"all tensors must be on one device, got {listed}")
+    (device,) = devices
+    if device.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"moafast kernels run on cpu and cuda tensors, got {device}")
+    return device
+
+
+def unit_stride_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """A 2-D view whose last dimension has stride 1 (copying only when it does not)."""
+    return tensor if tensor.stride(-1) == 1 or tensor.shape[-1] <= 1 else tensor.contiguous()
+
+
+def launch_target(device: torch.device) -> tuple[int, int]:
+    """(device index, stream handle) for the launcher: (-1, 0) on the CPU."""
+    if device.type == "cpu":
+        return -1, 0
+    require_cuda_kernels(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return index, torch.cuda.current_stream(index).cuda_stream
+
+
+def num_threads() -> int:
+    """The CPU kernels use as many OpenMP threads as torch does."""
+    return torch.get_num_threads()
+
+
+def kernels():  # noqa: ANN201 - the compiled module
+    return extension()
