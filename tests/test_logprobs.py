@@ -181,3 +181,17 @@ def test_isa_builds_agree_bitwise_on_float64_inputs() -> None:
     for logp, lse in outputs[1:]:
         assert_close(logp, outputs[0][0], atol=1e-5, rtol=1e-6, name="logp across ISAs")
         assert_close(lse, outputs[0][1], atol=1e-5, rtol=1e-6, name="lse across ISAs")
+
+
+def test_rows_whose_max_jumps_between_blocks(cpu_isa: str) -> None:
+    """Later blocks far above the running max (the re-sweep path) and a -inf first logit."""
+    logits, targets = make_inputs(6, 20000, torch.float32, ignore_every=0, scale=1.0)
+    logits[0, 15000] = 90.0  # a jump of ~90 in a late block
+    logits[1, 9000:9100] = 30.0  # a moderate jump, summed in the running frame
+    logits[2, 0] = float("-inf")  # no finite reference in the first logit
+    logits[3, :8192] = -200.0  # first block far below the rest
+    logits[4] = torch.linspace(-300, 300, 20000)  # max rising through every block
+    logp, lse = logprobs_from_logits(logits, targets)
+    expected_logp, expected_lse = reference_on(logits, targets)
+    assert_close(logp, expected_logp, name="logp")
+    assert_close(lse, expected_lse, name="lse")

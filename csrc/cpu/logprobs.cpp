@@ -1,4 +1,5 @@
 // CPU launcher for logprobs_from_logits: validates targets, then runs the widest ISA build.
+#include "cpu/huge_pages.h"
 #include "cpu/isa.h"
 #include "cpu/kernels/kernels.h"
 
@@ -29,6 +30,7 @@ int64_t logprobs_forward(const LogprobsForwardArgs& args, int num_threads) {
 
 int64_t logprobs_backward(const LogprobsBackwardArgs& args, int num_threads) {
   if (const int64_t bad = first_bad_target(args); bad >= 0) return bad;
+  advise_huge_pages(args.grad_logits, static_cast<size_t>(args.rows * args.vocab) * dtype_size(args.dtype));
   switch (active_isa()) {
 #if defined(MOAFAST_HAVE_X86_ISAS)
     case Isa::kAvx512: avx512::logprobs_backward_rows(args, num_threads); break;

@@ -1,6 +1,7 @@
 // logprobs_from_logits on the CPU: rows in parallel (OpenMP), each row read once from memory.
-// A row is swept in L1-sized blocks: the block max, then the block's exp-sum from cache,
-// merged into the row's running statistics.
+// A row is swept in L1-sized blocks. Each block's max and its exp-sum relative to the row's running
+// max come from one loop; a block whose max jumps far above the running max (or is NaN/+inf) is summed
+// again from L1 against its own max. Partial results live in kLanes independent accumulators.
 #include <algorithm>
 #include <cstdint>
 
@@ -10,22 +11,98 @@
 namespace moafast::cpu::MOAFAST_CPU_ISA {
 namespace {
 
-constexpr int64_t kBlock = 2048;
+constexpr int64_t kBlock = 8192;
+constexpr int kLanes = 32;
+// exp(x - running_max) stays finite and summable for x up to this far above the running max.
+constexpr float kMaxJump = 64.0f;
+
+template <typename A> A max_keeping_nan(A a, A b) { return a > b ? a : b; }
+
+// Pairwise folds of the lane accumulators (short dependency chains, vectorisable).
+template <typename A> A fold_sum(A* lanes) {
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int k = 0; k < width; ++k) lanes[k] += lanes[k + width];
+  return lanes[0];
+}
+
+template <typename A> A fold_max(A* lanes) {
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int k = 0; k < width; ++k) lanes[k] = max_keeping_nan(lanes[k], lanes[k + width]);
+  return lanes[0];
+}
+
+template <typename T, typename A = typename Acc<T>::type>
+A block_max(const typename Storage<T>::type* x, int64_t count) {
+  A partial[kLanes];
+  for (int k = 0; k < kLanes; ++k) partial[k] = negative_infinity<A>();
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) partial[k] = max_keeping_nan(partial[k], A(Storage<T>::load(x[j + k])));
+  }
+  for (; j < count; ++j) partial[0] = max_keeping_nan(partial[0], A(Storage<T>::load(x[j])));
+  return fold_max(partial);
+}
+
+// sum_j exp(x_j - reference), and (when wanted) max_j x_j, in one sweep.
+template <bool kWithMax, typename T, typename A = typename Acc<T>::type>
+A block_exp_sum(const typename Storage<T>::type* x, int64_t count, A reference, typename Acc<T>::type* max_out) {
+  A sums[kLanes] = {};
+  A maxes[kLanes];
+  for (int k = 0; k < kLanes; ++k) maxes[k] = negative_infinity<A>();
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) {
+      const A value = Storage<T>::load(x[j + k]);
+      if constexpr (kWithMax) maxes[k] = max_keeping_nan(maxes[k], value);
+      sums[k] += bounded_exp(value - reference);
+    }
+  }
+  for (; j < count; ++j) {
+    const A value = Storage<T>::load(x[j]);
+    if constexpr (kWithMax) maxes[0] = max_keeping_nan(maxes[0], value);
+    sums[0] += bounded_exp(value - reference);
+  }
+  if constexpr (kWithMax) *max_out = fold_max(maxes);
+  return fold_sum(sums);
+}
 
 template <typename T, typename A = typename Acc<T>::type>
 void row_softmax_stats(const typename Storage<T>::type* row, int64_t vocab, A& max, A& sum) {
   max = negative_infinity<A>();
   sum = 0;
   for (int64_t begin = 0; begin < vocab; begin += kBlock) {
-    const int64_t end = std::min(vocab, begin + kBlock);
-    A block_max = negative_infinity<A>();
-#pragma omp simd reduction(max : block_max)
-    for (int64_t j = begin; j < end; ++j) block_max = std::max(block_max, A(Storage<T>::load(row[j])));
-    if (block_max == negative_infinity<A>()) continue;
-    A block_sum = 0;
-#pragma omp simd reduction(+ : block_sum)
-    for (int64_t j = begin; j < end; ++j) block_sum += exp_nonpositive(A(Storage<T>::load(row[j])) - block_max);
-    merge_softmax_stats(max, sum, block_max, block_sum);
+    const typename Storage<T>::type* block = row + begin;
+    const int64_t count = std::min(vocab - begin, kBlock);
+    if (max == negative_infinity<A>()) {  // no reference yet
+      const A first = Storage<T>::load(block[0]);
+      if (first > negative_infinity<A>() && first < -negative_infinity<A>()) {
+        // Any finite logit serves as the reference: one sweep, as for the later blocks.
+        A local_max;
+        const A local_sum = block_exp_sum<true, T>(block, count, first, &local_max);
+        if (local_max - first <= A(kMaxJump)) {
+          max = local_max;
+          sum = local_sum * bounded_exp(first - local_max);
+          continue;
+        }
+      }
+      const A local_max = block_max<T>(block, count);
+      if (local_max != negative_infinity<A>())
+        merge_softmax_stats(max, sum, local_max, block_exp_sum<false, T>(block, count, local_max, nullptr));
+      continue;
+    }
+    A local_max;
+    const A local_sum = block_exp_sum<true, T>(block, count, max, &local_max);
+    if (local_max - max <= A(kMaxJump)) {  // also false for NaN and +inf, which take the slow path
+      sum += local_sum;
+      if (local_max > max) {
+        sum *= bounded_exp(max - local_max);
+        max = local_max;
+      }
+    } else {
+      merge_softmax_stats(max, sum, local_max, block_exp_sum<false, T>(block, count, local_max, nullptr));
+    }
   }
 }
 

@@ -15,6 +15,10 @@ namespace moafast {
 // Dtype codes passed across the binding; the Python side owns the mapping (moafast/ops/_plumbing.py).
 enum class DType : int32_t { kFloat32 = 0, kFloat64 = 1, kBFloat16 = 2, kFloat16 = 3 };
 
+MOAFAST_HD int64_t dtype_size(DType dtype) {
+  return dtype == DType::kFloat64 ? 8 : dtype == DType::kFloat32 ? 4 : 2;
+}
+
 MOAFAST_HD float bits_to_float(uint32_t bits) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(bits);
