@@ -65,3 +65,8 @@ def test_moafast_bench_cli_lists_benchmarks() -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "logprobs" in done.stdout.split()
+
+
+def test_gpu_check_script_parses() -> None:
+    done = subprocess.run(["bash", "-n", str(REPO / "bench" / "gpu_check.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
