@@ -1,6 +1,7 @@
 """moafast's kernels as torch.library ops (namespace ``torch.ops.moafast``), each with a fake kernel,
 registered autograd and a plain-PyTorch reference in :mod:`moafast.reference`."""
 
+from moafast.ops.fused_linear_logprobs import fused_linear_logprobs
 from moafast.ops.logprobs import logprobs_from_logits
 
-__all__ = ["logprobs_from_logits"]
+__all__ = ["fused_linear_logprobs", "logprobs_from_logits"]

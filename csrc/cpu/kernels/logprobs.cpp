@@ -152,10 +152,11 @@ void backward_rows(const LogprobsBackwardArgs& args, int num_threads) {
     const A g_logp = grad_logp[n * args.grad_logp_stride];
     const A g_lse = grad_lse ? grad_lse[n * args.grad_lse_stride] : A(0);
     const A softmax_coef = g_lse - g_logp;
+    const A target_logit = Storage<T>::load(row[target]);  // read first: out may alias row (in-place)
 #pragma omp simd
     for (int64_t j = 0; j < args.vocab; ++j)
       out[j] = Storage<T>::store(logprob_grad(A(Storage<T>::load(row[j])), row_lse, softmax_coef, A(0)));
-    out[target] = Storage<T>::store(logprob_grad(A(Storage<T>::load(row[target])), row_lse, softmax_coef, g_logp));
+    out[target] = Storage<T>::store(logprob_grad(target_logit, row_lse, softmax_coef, g_logp));
   }
 }
 

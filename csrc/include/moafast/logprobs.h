@@ -38,7 +38,7 @@ struct LogprobsBackwardArgs {
   int64_t grad_logp_stride;
   const void* grad_lse;        // [rows] or nullptr (no gradient flows into lse)
   int64_t grad_lse_stride;
-  void* grad_logits;           // [rows, vocab] contiguous, dtype of logits
+  void* grad_logits;           // [rows, vocab] contiguous, dtype of logits; may be `logits` itself (in place)
   DType dtype;
 };
 
