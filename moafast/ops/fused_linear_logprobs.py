@@ -22,7 +22,7 @@ import torch
 from moafast.ops import _plumbing as plumbing
 from moafast.ops._library import library
 
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 library.define(
     "fused_linear_logprobs(Tensor hidden, Tensor weight, Tensor targets, Tensor? head_index, Tensor? bias, "
@@ -170,7 +170,10 @@ def _backward(grad_logp, grad_lse, hidden, weight, targets, head_index, bias, ls
                 _head(grad_logp, row_of).index_select(0, chunk_tokens).contiguous(), g_lse, device)
             grad_logits = logits  # overwritten in place by the kernel
             grad_hidden.index_add_(0, chunk_tokens, (grad_logits @ w).to(accumulation))
-            _head(grad_weight, k).add_((grad_logits.t() @ chunk).to(accumulation))
+            if grad_logits.dtype == accumulation:  # accumulate inside the GEMM, no [V, H] temporary
+                _head(grad_weight, k).addmm_(grad_logits.t(), chunk)
+            else:
+                _head(grad_weight, k).add_((grad_logits.t() @ chunk).to(accumulation))
             if bias is not None:
                 _head(grad_bias, k).add_(grad_logits.sum(0, dtype=accumulation))
     return (grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype),
@@ -226,7 +229,7 @@ def fused_linear_logprobs(
         targets: ``[N]`` int64/int32; ``ignore_index`` rows are skipped (0, no gradient).
         head_index: ``[N]`` head of each token (routed mode); ``None`` with ``[K, V, H]`` scores all heads.
         bias: ``[V]`` or ``[K, V]``, optional.
-        chunk_size: tokens per chunk of logits (default: a 256 MiB float32 budget, ``default_chunk_size``).
+        chunk_size: tokens per chunk of logits (default: a 64 MiB float32 budget, ``default_chunk_size``).
 
     Returns:
         ``(logp, lse)``: ``[N]`` (single head, routed) or ``[K, N]`` (all heads), float32 (float64 for float64).
