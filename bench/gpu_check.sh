@@ -42,7 +42,7 @@ step "GPU tests (pytest -m cuda)"
 if [[ $DRY_RUN == 1 ]]; then
   timeout 120 "$PY" -m pytest -m cuda -q -rs tests >"$OUT/tests.log" 2>&1
 else
-  timeout 180 "$PY" -m pytest -m cuda -q -rs -p no:cacheprovider tests >"$OUT/tests.log" 2>&1
+  timeout 120 "$PY" -m pytest -m cuda -q -rs -p no:cacheprovider tests >"$OUT/tests.log" 2>&1
 fi
 tail -n 15 "$OUT/tests.log"
 record "GPU tests" "$(grep -Eo '[0-9]+ (passed|failed|skipped|error)[^=]*' "$OUT/tests.log" | tail -n 1)"
@@ -53,7 +53,7 @@ if [[ $DRY_RUN == 1 ]]; then
 else
   BENCH=(--device cuda)
 fi
-if timeout 240 "$PY" -m bench.runner logprobs "${BENCH[@]}" --out "$OUT/bench" >"$OUT/bench.log" 2>&1; then
+if timeout 330 "$PY" -m bench.runner logprobs fused_dpo "${BENCH[@]}" --out "$OUT/bench" >"$OUT/bench.log" 2>&1; then
   record benchmarks ok
 else
   record benchmarks "FAILED or timed out (see $OUT/bench.log)"

@@ -39,6 +39,7 @@ class Variant:
     setup: Callable[[dict[str, Any], str], Any]
     requires: tuple[str, ...] = ()
     ours: bool = False
+    floor: bool = False  # a physical-floor measurement (bare GEMMs, a copy), not a peer
 
 
 @dataclasses.dataclass(frozen=True)

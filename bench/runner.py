@@ -85,7 +85,7 @@ def run_benchmark(name: str, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 print(f"  {case.name} / {variant.name} ...", flush=True)
                 result = run_in_child(spec(case.name, variant.name))
-            results.append({"variant": variant.name, "ours": variant.ours, **result})
+            results.append({"variant": variant.name, "ours": variant.ours, "floor": variant.floor, **result})
         cases.append({"case": case.name, "params": case.params, "bytes_moved": case.bytes_moved,
                       "flops": case.flops, "floor_ms": floor_ms, "floor_kind": floor_kind, "results": results})
     return {"name": name, "device": args.device, "quick": args.quick, "floors": floors,

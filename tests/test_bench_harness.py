@@ -56,7 +56,7 @@ def test_failing_variant_is_reported_not_fatal(tmp_path: Path) -> None:
     results = {r["variant"]: r for r in json.loads((tmp_path / "out" / "toy.json").read_text())["cases"][0]["results"]}
     assert results["fine"]["status"] == "ok"
     assert results["broken"]["status"] == "failed" and "deliberately broken variant" in results["broken"]["error"]
-    assert results["absent"] == {"variant": "absent", "ours": False, "status": "skipped",
+    assert results["absent"] == {"variant": "absent", "ours": False, "floor": False, "status": "skipped",
                                  "error": "not installed: no_such_module_xyz"}
 
 

@@ -76,3 +76,24 @@ def test_runs_on_the_current_stream_and_compiles() -> None:
     compiled(x, targets).backward()
     assert torch.isfinite(x.grad).all()
     torch.library.opcheck(torch.ops.moafast.logprobs_from_logits.default, (logits.requires_grad_(), targets, -100))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_linear_logprobs_routed_on_cuda(dtype) -> None:
+    from moafast.ops import fused_linear_logprobs
+
+    hidden = torch.randn(257, 64, device="cuda", dtype=dtype, requires_grad=True)
+    weight = (torch.randn(3, 1000, 64, device="cuda") / 8).to(dtype).requires_grad_()
+    targets = torch.randint(0, 1000, (257,), device="cuda")
+    targets[::7] = -100
+    head_index = torch.randint(0, 3, (257,), device="cuda")
+    logp, _ = fused_linear_logprobs(hidden, weight, targets, head_index, chunk_size=50)
+    logp.sum().backward()
+    exact_h = hidden.detach().double().requires_grad_()
+    exact_w = weight.detach().double().requires_grad_()
+    expected, _ = reference.fused_linear_logprobs(exact_h, exact_w, targets, head_index)
+    expected.sum().backward()
+    tol = 1e-3 if dtype == torch.float32 else 0.2
+    assert_close(logp, expected, atol=tol, rtol=tol, name="logp")
+    assert_close(hidden.grad, exact_h.grad, atol=tol, rtol=tol, name="d_hidden")
+    assert_close(weight.grad, exact_w.grad, atol=tol, rtol=tol, name="d_weight")
