@@ -107,6 +107,7 @@ def test_opcheck_and_compile() -> None:
         ({"head_index": torch.full((N,), 3)}, IndexError, r"head_index\[1\] = 3 is outside \[0, 3\)"),
         ({"head_index": torch.zeros(N - 1, dtype=torch.long)}, ValueError, "head_index: expected shape"),
         ({"bias": torch.randn(V)}, ValueError, "bias: expected shape"),
+        ({"targets": torch.full((N,), V)}, IndexError, r"targets\[0\] = 123 is outside \[0, 123\)"),
         ({"weight": torch.randn(K, V, H, dtype=torch.float64)}, TypeError, "weight: expected the dtype of hidden"),
     ],
 )

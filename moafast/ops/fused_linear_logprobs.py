@@ -72,9 +72,15 @@ def _check(hidden, weight, targets, head_index, bias) -> tuple[torch.device, int
     return device, heads, weight.dim() == 3 and head_index is None
 
 
-def _segments(targets, head_index, heads, all_heads, ignore_index):
-    """(head, output row, token indices) for every group of tokens scored by one head."""
+def _segments(targets, head_index, heads, all_heads, ignore_index, vocab):
+    """(head, output row, token indices) for every group of tokens scored by one head. Finding the groups
+    syncs with the device once per call (index lists), never per token."""
     valid = targets != ignore_index
+    out_of_range = valid & ((targets < 0) | (targets >= vocab))
+    if bool(out_of_range.any()):
+        row = int(out_of_range.nonzero()[0, 0])
+        raise IndexError(f"targets[{row}] = {int(targets[row])} is outside [0, {vocab}) and is not ignore_index "
+                         f"({ignore_index})")
     if head_index is None:
         tokens = valid.nonzero().squeeze(1)
         if all_heads:
@@ -131,7 +137,7 @@ def _forward(hidden, weight, targets, head_index, bias, ignore_index, chunk_size
     logp = torch.zeros(_output_shape(hidden, heads, all_heads), dtype=accumulation, device=device)
     lse = torch.zeros_like(logp)
     chunk_size = chunk_size if chunk_size > 0 else default_chunk_size(weight.shape[-2])
-    for k, out_row, tokens in _segments(targets, head_index, heads, all_heads, ignore_index):
+    for k, out_row, tokens in _segments(targets, head_index, heads, all_heads, ignore_index, weight.shape[-2]):
         w, b = _head(weight, k), _head(bias, k)
         logp_out, lse_out = _head(logp, out_row), _head(lse, out_row)
         for chunk_tokens in _chunks(tokens, chunk_size):
@@ -159,7 +165,7 @@ def _backward(grad_logp, grad_lse, hidden, weight, targets, head_index, bias, ls
     grad_weight = torch.zeros(weight.shape, dtype=accumulation, device=device)
     grad_bias = torch.zeros(bias.shape if bias is not None else (0,), dtype=accumulation, device=device)
     chunk_size = chunk_size if chunk_size > 0 else default_chunk_size(weight.shape[-2])
-    for k, out_row, tokens in _segments(targets, head_index, heads, all_heads, ignore_index):
+    for k, out_row, tokens in _segments(targets, head_index, heads, all_heads, ignore_index, weight.shape[-2]):
         w, b = _head(weight, k), _head(bias, k)
         row_of = out_row if all_heads else None
         for chunk_tokens in _chunks(tokens, chunk_size):
