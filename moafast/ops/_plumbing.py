@@ -82,7 +82,3 @@ def launch_target(device: torch.device) -> tuple[int, int]:
 def num_threads() -> int:
     """The CPU kernels use as many OpenMP threads as torch does."""
     return torch.get_num_threads()
-
-
-def kernels():  # noqa: ANN201 - the compiled module
-    return extension()

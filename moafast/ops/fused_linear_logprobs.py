@@ -12,7 +12,8 @@ Modes (``weight`` is ``[V, H]`` or ``[K, V, H]``):
   * routed: ``weight[K, V, H]`` with ``head_index[N]`` -> ``logp[N]``, token n scored by head ``head_index[n]``
     (the cost of one head, not K);
   * all heads: ``weight[K, V, H]`` with ``head_index=None`` -> ``logp[K, N]``.
-NaN/inf policy: as :func:`moafast.ops.logprobs_from_logits`, per (token, head) row of logits.
+NaN/inf policy: as :func:`moafast.ops.logprobs_from_logits`, per (token, head) row of logits, except that a
+target outside ``[0, V)`` (other than ``ignore_index``) raises IndexError on every device.
 """
 
 from __future__ import annotations
@@ -111,14 +112,14 @@ def _logits(hidden, weight, bias, tokens):
 
 def _launch_forward(logits, targets, logp, lse, device):
     index, stream = plumbing.launch_target(device)
-    plumbing.kernels().logprobs_forward(
+    plumbing.extension().logprobs_forward(
         logits.data_ptr(), logits.shape[0], logits.shape[1], logits.stride(0), targets.data_ptr(), 1, -1,
         logp.data_ptr(), lse.data_ptr(), plumbing.dtype_code(logits.dtype), index, stream, plumbing.num_threads())
 
 
 def _launch_backward_in_place(logits, targets, lse, grad_logp, grad_lse, device):
     index, stream = plumbing.launch_target(device)
-    plumbing.kernels().logprobs_backward(
+    plumbing.extension().logprobs_backward(
         logits.data_ptr(), logits.shape[0], logits.shape[1], logits.stride(0), targets.data_ptr(), 1, -1,
         lse.data_ptr(), grad_logp.data_ptr(), 1, 0 if grad_lse is None else grad_lse.data_ptr(), 1,
         logits.data_ptr(), plumbing.dtype_code(logits.dtype), index, stream, plumbing.num_threads())
@@ -173,7 +174,7 @@ def _backward(grad_logp, grad_lse, hidden, weight, targets, head_index, bias, ls
             g_lse = None if grad_lse is None else _head(grad_lse, row_of).index_select(0, chunk_tokens)
             _launch_backward_in_place(
                 logits, targets.index_select(0, chunk_tokens), _head(lse, row_of).index_select(0, chunk_tokens),
-                _head(grad_logp, row_of).index_select(0, chunk_tokens).contiguous(), g_lse, device)
+                _head(grad_logp, row_of).index_select(0, chunk_tokens), g_lse, device)
             grad_logits = logits  # overwritten in place by the kernel
             grad_hidden.index_add_(0, chunk_tokens, (grad_logits @ w).to(accumulation))
             if grad_logits.dtype == accumulation:  # accumulate inside the GEMM, no [V, H] temporary

@@ -54,7 +54,7 @@ def _forward(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -1
     if rows == 0:
         return logp, lse
     device_index, stream = plumbing.launch_target(device)
-    plumbing.kernels().logprobs_forward(
+    plumbing.extension().logprobs_forward(
         logits.data_ptr(), rows, vocab, logits.stride(0), targets.data_ptr(), targets.stride(0), ignore_index,
         logp.data_ptr(), lse.data_ptr(), plumbing.dtype_code(logits.dtype), device_index, stream,
         plumbing.num_threads(),
@@ -86,7 +86,7 @@ def _backward(
     if rows == 0:
         return grad_logits
     device_index, stream = plumbing.launch_target(device)
-    plumbing.kernels().logprobs_backward(
+    plumbing.extension().logprobs_backward(
         logits.data_ptr(), rows, vocab, logits.stride(0), targets.data_ptr(), targets.stride(0), ignore_index,
         lse.data_ptr(), grad_logp.data_ptr(), grad_logp.stride(0),
         0 if grad_lse is None else grad_lse.data_ptr(), 0 if grad_lse is None else grad_lse.stride(0),
