@@ -97,3 +97,29 @@ def test_fused_linear_logprobs_routed_on_cuda(dtype) -> None:
     assert_close(logp, expected, atol=tol, rtol=tol, name="logp")
     assert_close(hidden.grad, exact_h.grad, atol=tol, rtol=tol, name="d_hidden")
     assert_close(weight.grad, exact_w.grad, atol=tol, rtol=tol, name="d_weight")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_linear_dpo_loss_on_cuda_matches_cpu_float64(dtype) -> None:
+    from moafast.losses import fused_linear_dpo_loss
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, 33, 64, generator=g)
+    weight = torch.randn(2, 1000, 64, generator=g) / 8
+    labels = torch.randint(0, 1000, (6, 33), generator=g)
+    labels[:, :5] = -100
+    head_index = torch.tensor([0, 1, 1])
+    ref = torch.randn(2, 3, generator=g)
+    outputs = {}
+    for device, kind in (("cuda", dtype), ("cpu", torch.float64)):
+        h = hidden.to(device, kind).requires_grad_()
+        w = weight.to(device, kind).requires_grad_()
+        accumulation = torch.float64 if kind == torch.float64 else torch.float32
+        loss, _, _ = fused_linear_dpo_loss(h, w, labels.to(device), head_index.to(device),
+                                           ref[0].to(device, accumulation), ref[1].to(device, accumulation),
+                                           beta=0.2, chunk_size=40)
+        loss.backward()
+        outputs[device] = (loss, h.grad, w.grad)
+    tol = 1e-3 if dtype == torch.float32 else 0.05
+    for name, got, want in zip(("loss", "d_hidden", "d_weight"), outputs["cuda"], outputs["cpu"]):
+        assert_close(got.cpu(), want, atol=tol, rtol=tol, name=name)

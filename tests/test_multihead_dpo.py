@@ -47,3 +47,20 @@ def test_loss_and_gradients_match_the_reference() -> None:
     assert out.metrics["pairs"].tolist() == [2, 0, 3]
     margins = 0.3 * ((out.chosen_logps - ref_c) - (out.rejected_logps - ref_r))
     assert_close(out.metrics["reward_margin"][2], margins[head_index == 2].mean(), name="head 2 margin")
+
+
+def test_reference_from_reference_weights_equals_precomputed_logps() -> None:
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(2 * B, T, H, generator=g, dtype=torch.float64)
+    ref_hidden = torch.randn(2 * B, T, H, generator=g, dtype=torch.float64)
+    weight = torch.randn(K, V, H, generator=g, dtype=torch.float64) / 4
+    ref_weight = torch.randn(V, H, generator=g, dtype=torch.float64) / 4
+    labels = torch.randint(0, V, (2 * B, T), generator=g)
+    labels[:, :2] = -100
+    head_index = torch.tensor([0, 1, 2, 0, 1])
+    ref_logps = (ref_hidden @ ref_weight.t()).log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
+    ref_logps = (ref_logps * (labels != -100)).sum(1)
+    loss = MultiHeadDPOLoss(beta=0.2)
+    from_weights = loss(hidden, weight, labels, head_index, ref_weight=ref_weight, ref_hidden=ref_hidden)
+    precomputed = loss(hidden, weight, labels, head_index, ref_logps[:B], ref_logps[B:])
+    assert_close(from_weights.loss, precomputed.loss, name="loss")

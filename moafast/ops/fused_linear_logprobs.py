@@ -148,6 +148,7 @@ def _forward(hidden, weight, targets, head_index, bias, ignore_index, chunk_size
             _launch_forward(logits, targets.index_select(0, chunk_tokens), chunk_logp, chunk_lse, device)
             logp_out.index_copy_(0, chunk_tokens, chunk_logp)
             lse_out.index_copy_(0, chunk_tokens, chunk_lse)
+            del logits  # before the next chunk's GEMM: never two chunks of logits alive
     return logp, lse
 
 
@@ -183,6 +184,7 @@ def _backward(grad_logp, grad_lse, hidden, weight, targets, head_index, bias, ls
                 _head(grad_weight, k).add_((grad_logits.t() @ chunk).to(accumulation))
             if bias is not None:
                 _head(grad_bias, k).add_(grad_logits.sum(0, dtype=accumulation))
+            del chunk, logits, grad_logits  # before the next chunk's GEMM
     return (grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype),
             grad_bias.to(hidden.dtype))
 
