@@ -49,6 +49,7 @@ class Case:
     variants: tuple[Variant, ...]
     bytes_moved: float = 0.0
     flops: float = 0.0
+    output_bytes: float = 0.0  # results every variant must hold (e.g. the gradients): "extra MiB" excludes them
     warmup: int | None = None
     repeats: int | None = None
 

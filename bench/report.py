@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("variant", "first ms", "median ms", "min ms", "max ms", "x floor", "x moafast", "peak MiB", "max abs err")
+COLUMNS = ("variant", "first ms", "median ms", "min ms", "max ms", "x floor", "x moafast", "peak MiB", "extra MiB",
+           "max abs err")
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -21,9 +22,10 @@ def case_rows(case: dict[str, Any]) -> list[list[str]]:
     rows = []
     for result in case["results"]:
         if result["status"] != "ok":
-            rows.append([result["variant"], f"{result['status']}: {result.get('error', '')}"] + [""] * 7)
+            rows.append([result["variant"], f"{result['status']}: {result.get('error', '')}"] + [""] * 8)
             continue
         floor = case.get("floor_ms")
+        output_mib = case.get("output_bytes", 0.0) / 2**20
         rows.append([
             result["variant"] + (" (ours)" if result.get("ours") else ""),
             _fmt(result["first_ms"]),
@@ -33,10 +35,11 @@ def case_rows(case: dict[str, Any]) -> list[list[str]]:
             _fmt(result["median_ms"] / floor) if floor else "-",
             _fmt(result["median_ms"] / ours["median_ms"]) if ours else "-",
             _fmt(result["peak_extra_mib"], 1),
+            _fmt(result["peak_extra_mib"] - output_mib, 1) if output_mib else "-",
             "-" if result["max_abs_error"] is None else f"{result['max_abs_error']:.1e}",
         ])
     if case.get("floor_ms"):
-        rows.append([f"floor ({case['floor_kind']})", "", _fmt(case["floor_ms"]), "", "", "1.00", "", "", ""])
+        rows.append([f"floor ({case['floor_kind']})", "", _fmt(case["floor_ms"]), "", "", "1.00", "", "", "", ""])
     return rows
 
 
@@ -56,7 +59,9 @@ def markdown(benchmark: dict[str, Any]) -> str:
         f"CUDA kernels compiled: {machine['cuda_compiled']}.",
         f"Floors measured in this run: copy bandwidth {floors['copy_gb_s']:.1f} GB/s, "
         f"float32 GEMM {floors['gemm_gflop_s']:.0f} GFLOP/s ({floors['gemm_size']}^3).",
-        "`x floor` = median / floor; `x moafast` = median / moafast's median (above 1: moafast is faster).",
+        "`x floor` = median / floor; `x moafast` = median / moafast's median (above 1: moafast is faster); "
+        "`peak MiB` = peak resident memory above the inputs; `extra MiB` = that minus the results every variant "
+        "must hold (the gradients), where the case states them.",
         "",
     ]
     for case in benchmark["cases"]:

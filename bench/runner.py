@@ -68,8 +68,13 @@ def run_benchmark(name: str, args: argparse.Namespace) -> dict[str, Any]:
     module_name = f"bench.bench_{name}"
     module = importlib.import_module(module_name)
 
-    def spec(case: str, variant: str) -> Spec:
-        return Spec(module_name, case, variant, args.device, args.quick, args.warmup, args.repeats, args.threads)
+    def spec(case: str, variant: str, warmup: int | None = None, repeats: int | None = None) -> Spec:
+        """Counts: the command line's when given, else the case's, else 1 warm-up and 5 repeats."""
+        warmup = args.warmup if args.warmup is not None else (1 if warmup is None else warmup)
+        repeats = args.repeats if args.repeats is not None else (5 if repeats is None else repeats)
+        if args.quick:
+            warmup, repeats = 0, min(repeats, 2)
+        return Spec(module_name, case, variant, args.device, args.quick, warmup, repeats, args.threads)
 
     floors = run_in_child(spec("", "@floor"))
     if floors["status"] != "ok":
@@ -84,10 +89,11 @@ def run_benchmark(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 result = {"status": "skipped", "error": f"not installed: {', '.join(missing)}"}
             else:
                 print(f"  {case.name} / {variant.name} ...", flush=True)
-                result = run_in_child(spec(case.name, variant.name))
+                result = run_in_child(spec(case.name, variant.name, case.warmup, case.repeats))
             results.append({"variant": variant.name, "ours": variant.ours, "floor": variant.floor, **result})
         cases.append({"case": case.name, "params": case.params, "bytes_moved": case.bytes_moved,
-                      "flops": case.flops, "floor_ms": floor_ms, "floor_kind": floor_kind, "results": results})
+                      "flops": case.flops, "output_bytes": case.output_bytes, "floor_ms": floor_ms,
+                      "floor_kind": floor_kind, "results": results})
     return {"name": name, "device": args.device, "quick": args.quick, "floors": floors,
             "machine": machine_info(args.device, args.threads), "cases": cases}
 
@@ -117,15 +123,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="moafast bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(available())})")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls after the first (default 1)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per variant (default: the case's, else 5)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed calls after the first (default: the case's, else 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in each child (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few repeats (smoke test, dry run)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="output directory")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.repeats, args.warmup = min(args.repeats, 2), 0
     unknown = sorted(set(args.names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}")

@@ -14,7 +14,7 @@ def summarise(directory: Path) -> list[str]:
         for case in benchmark["cases"]:
             ok = [r for r in case["results"] if r["status"] == "ok"]
             ours = next((r for r in ok if r["ours"]), None)
-            peers = [r for r in ok if not r["ours"] and not r.get("floor")]
+            peers = [r for r in ok if not r["ours"] and not r.get("floor") and not r["variant"].startswith("moafast")]
             best = min(peers, key=lambda r: r["median_ms"]) if peers else None
             floor = case.get("floor_ms")
             lines.append(
