@@ -1,4 +1,5 @@
-"""The `moafast` command: `moafast bench ...` (benchmarks from the source checkout) and `moafast env`."""
+"""The `moafast` command: `moafast bench ...` (benchmarks from the source checkout), `moafast env` and
+`moafast train <method> --config <file>`."""
 
 from __future__ import annotations
 
@@ -19,11 +20,38 @@ def _bench_directory() -> Path:
     )
 
 
+TRAINABLE_METHODS = ("mah-dpo",)
+
+
+def _train(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="moafast train", description="Train a multi-objective alignment method.")
+    parser.add_argument("method", choices=TRAINABLE_METHODS)
+    parser.add_argument("--config", required=True, help="a .json or .yaml file of the method's config fields")
+    parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in output_dir")
+    args = parser.parse_args(argv)
+    from moafast.methods.mah_dpo import MAHDPOConfig, MAHDPOTrainer
+
+    config = MAHDPOConfig.from_file(args.config)
+    if args.resume:
+        config.resume_from_checkpoint = "latest"
+    trainer = MAHDPOTrainer(config)
+    trainer.train()
+    if config.eval_objectives:
+        results = trainer.evaluate()
+        if trainer.accelerator.is_main_process:
+            for name, values in results.items():
+                print(f"{name}: " + ", ".join(f"{key} {value:.4f}" for key, value in values.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: moafast {bench,env} ...\n  bench  run benchmarks against the peers (moafast bench --help)\n"
-              "  env    print versions, compiled kernels and usable devices")
+        print("usage: moafast {bench,env,train} ...\n  bench  run benchmarks against the peers (moafast bench --help)\n"
+              "  env    print versions, compiled kernels and usable devices\n"
+              "  train  train a method: moafast train mah-dpo --config run.yaml (under torchrun/accelerate for DDP)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "bench":
@@ -36,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
         env_main()
         return 0
-    print(f"moafast: unknown command {command!r}; expected bench or env", file=sys.stderr)
+    if command == "train":
+        return _train(rest)
+    print(f"moafast: unknown command {command!r}; expected bench, env or train", file=sys.stderr)
     return 2
 
 

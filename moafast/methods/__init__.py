@@ -1,0 +1,4 @@
+"""Training and inference loops of the published multi-objective alignment methods, built on moafast's ops.
+
+* :mod:`moafast.methods.mah_dpo`: MAH-DPO (multi-head DPO, one head per objective, mixable at inference).
+"""

@@ -1,0 +1,94 @@
+"""Configuration of a MAH-DPO run (TRL-style: one dataclass, loadable from JSON or YAML)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+REFERENCE_MODES = ("cache", "frozen", "none")
+OPTIMIZERS = ("rmsprop", "adamw")
+
+
+@dataclass
+class MAHDPOConfig:
+    """A MAH-DPO run. Defaults follow the paper's code where it has one (RMSprop, β = 0.1, head noise 1e-3,
+    linear warm-up then constant learning rate, gradient norm clipped at 10).
+
+    ``objectives`` maps each objective (one head each, in this order) to its preference file (``.json`` or
+    ``.jsonl`` rows with prompt/chosen/rejected); ``eval_objectives`` likewise for held-out data.
+    ``per_device_batch_size`` counts pairs per process per micro-batch and must be a multiple of the number of
+    objectives; the global batch is ``per_device_batch_size x processes x gradient_accumulation_steps``.
+    ``reference``: ``"cache"`` computes the reference log-probs once with the initial model and caches them in
+    ``output_dir``; ``"frozen"`` keeps a frozen copy and scores every batch; ``"none"`` is reference-free.
+    """
+
+    model_name_or_path: str
+    objectives: dict[str, str]
+    output_dir: str
+    tokenizer_name_or_path: str | None = None
+    eval_objectives: dict[str, str] = field(default_factory=dict)
+    beta: float = 0.1
+    loss_type: str | list[str] = "sigmoid"
+    loss_weights: list[float] | None = None
+    label_smoothing: float = 0.0
+    head_init_noise: float = 1e-3
+    head_init_seed: int = 42
+    reference: str = "cache"
+    per_device_batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 100
+    learning_rate: float = 5e-7
+    warmup_steps: int = 150
+    optimizer: str = "rmsprop"
+    max_grad_norm: float = 10.0
+    max_length: int = 512
+    max_prompt_length: int = 256
+    chunk_size: int | None = None
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 0
+    resume_from_checkpoint: str | None = None
+    lora: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ValueError("objectives: expected at least one objective -> preference file")
+        if self.reference not in REFERENCE_MODES:
+            raise ValueError(f"reference: expected one of {REFERENCE_MODES}, got {self.reference!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.per_device_batch_size % len(self.objectives):
+            raise ValueError(f"per_device_batch_size: {self.per_device_batch_size} pairs must be a multiple of the "
+                             f"{len(self.objectives)} objectives (balanced batches); e.g. "
+                             f"{len(self.objectives) * max(1, self.per_device_batch_size // len(self.objectives))}")
+        if self.eval_objectives and set(self.eval_objectives) - set(self.objectives):
+            raise ValueError(f"eval_objectives: {sorted(set(self.eval_objectives) - set(self.objectives))} are not "
+                             f"training objectives {list(self.objectives)}")
+        for name in ("max_steps", "gradient_accumulation_steps", "save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.objectives)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MAHDPOConfig:
+        """From a ``.json`` or ``.yaml``/``.yml`` file; unknown keys raise a ValueError that lists them."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(path.read_text())
+        else:
+            values = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown MAH-DPO config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
