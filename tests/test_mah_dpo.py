@@ -160,6 +160,19 @@ def test_resume_from_a_checkpoint_is_exact(tmp_path: Path) -> None:
     torch.testing.assert_close(_heads(resumed), _heads(straight), rtol=0, atol=0)
 
 
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path: Path) -> None:
+    whole = MAHDPOTrainer(_config(tmp_path / "a", max_steps=2, per_device_batch_size=4))
+    whole.train()
+    accumulated = MAHDPOTrainer(_config(tmp_path / "b", max_steps=2, per_device_batch_size=2,
+                                        gradient_accumulation_steps=2))
+    accumulated.train()
+    torch.testing.assert_close(_heads(accumulated), _heads(whole), rtol=1e-5, atol=1e-6)
+    logs = [[json.loads(line) for line in (tmp_path / run / "run" / "metrics.jsonl").read_text().splitlines()]
+            for run in ("a", "b")]
+    for key in ("loss", "grad_norm"):  # the gradient norm is not scale-free, unlike Adam's update
+        torch.testing.assert_close(torch.tensor([m[key] for m in logs[1]]), torch.tensor([m[key] for m in logs[0]]))
+
+
 def test_lora_backbone_trains_adapters_and_heads_only(tmp_path: Path) -> None:
     pytest.importorskip("peft", reason="the LoRA path needs peft (pip install moafast[test])")
     trainer = MAHDPOTrainer(_config(tmp_path, max_steps=2, lora={"r": 4, "lora_alpha": 8,
