@@ -7,6 +7,7 @@
 
 #include "cpu/isa.h"
 #include "moafast/cuda_runtime_info.h"
+#include "moafast/hypervolume.h"
 #include "moafast/logprobs.h"
 
 namespace py = pybind11;
@@ -64,6 +65,27 @@ void logprobs_backward(uintptr_t logits, int64_t rows, int64_t vocab, int64_t lo
   raise_if_bad(bad_row, targets, targets_stride, vocab, ignore_index);
 }
 
+void hypervolume(uintptr_t points, uintptr_t ref, int64_t ref_batch_stride, uintptr_t mask, int64_t batch, int64_t n,
+                 int64_t d, bool maximize, uintptr_t hv, uintptr_t contributions, uintptr_t grad_points,
+                 uintptr_t grad_ref, int num_threads) {
+  HypervolumeArgs args;
+  args.points = as_ptr<const double>(points);
+  args.ref = as_ptr<const double>(ref);
+  args.ref_batch_stride = ref_batch_stride;
+  args.mask = as_ptr<const uint8_t>(mask);
+  args.batch = batch;
+  args.n = n;
+  args.d = d;
+  args.maximize = maximize;
+  args.hv = as_ptr<double>(hv);
+  args.contributions = as_ptr<double>(contributions);
+  args.grad_points = as_ptr<double>(grad_points);
+  args.grad_ref = as_ptr<double>(grad_ref);
+  args.num_threads = num_threads;
+  py::gil_scoped_release release;
+  cpu::hypervolume(args);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -72,6 +94,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("logprobs_forward", &logprobs_forward, "Fused log-softmax + gather; device < 0 runs on the CPU.");
   m.def("logprobs_backward", &logprobs_backward, "grad_logits = (g_lse - g_logp) * softmax + onehot * g_logp.");
 
+  m.def("hypervolume", &hypervolume,
+        "Exact hypervolume, contributions and one-sided gradients of [batch, n, d] float64 sets (CPU); "
+        "a zero address skips that output.");
   m.def("cpu_isa", [] { return cpu::isa_name(cpu::active_isa()); }, "The CPU instruction set the kernels run with.");
   m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"),
         "Force the CPU kernels' ISA: 'auto', 'baseline', 'avx2' or 'avx512' (for tests and comparisons).");

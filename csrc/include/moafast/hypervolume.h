@@ -1,0 +1,37 @@
+// Exact hypervolume, exclusive contributions and one-sided partial derivatives of batches of point sets.
+//
+// Minimisation internally (maximize flips signs at the boundary). A point takes part when it is unmasked and
+// strictly dominates the reference (y < r in every objective). Derivatives are one-sided, in the direction
+// in which HV grows. Definitions, per set S of taking-part points:
+//   HV(S)                 Lebesgue measure of { x : x <= r, some y in S with y <= x }
+//   contribution(i)       HV(S) - HV(S \ {y_i})  (0 for duplicates and weakly dominated points)
+//   grad_points(i, k)     d HV / d y_ik for y_ik decreasing (the improving direction):
+//                         -( prod_{l != k} (r_l - y_il) - HV_{d-1}({ max(pi_k y_i, pi_k y_j) : y_jk < y_ik }) )
+//   grad_ref(k)           d HV / d r_k for r_k increasing: HV_{d-1}(pi_k (S + points on boundary k), pi_k r)
+// pi_k drops objective k. A point on the boundary (y <= r, one equality y_ik = r_k) gets its face along k;
+// other points that do not take part get 0 everywhere.
+#pragma once
+
+#include <cstdint>
+
+namespace moafast {
+
+struct HypervolumeArgs {
+  const double* points = nullptr;  // [batch, n, d], contiguous
+  const double* ref = nullptr;     // [d] (ref_batch_stride = 0) or [batch, d]
+  int64_t ref_batch_stride = 0;
+  const uint8_t* mask = nullptr;   // [batch, n] or null: 1 = the point takes part
+  int64_t batch = 0, n = 0, d = 0;
+  bool maximize = false;
+  double* hv = nullptr;             // [batch] or null
+  double* contributions = nullptr;  // [batch, n] or null
+  double* grad_points = nullptr;    // [batch, n, d] or null
+  double* grad_ref = nullptr;       // [batch, d] or null
+  int num_threads = 1;
+};
+
+namespace cpu {
+void hypervolume(const HypervolumeArgs& args);
+}  // namespace cpu
+
+}  // namespace moafast

@@ -1,0 +1,233 @@
+"""Hypervolume ops against inclusion-exclusion (moafast.reference), moocore and pygmo; gradients against
+one-sided finite differences; the policy for ties, duplicates, dominated and boundary points; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moafast import reference
+from moafast.ops import hypervolume, hypervolume_contributions
+from moafast.testing import assert_close
+
+
+def sphere_front(n: int, d: int, seed: int) -> torch.Tensor:
+    """n points on the positive orthant of the unit sphere: all mutually nondominated."""
+    x = torch.rand(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 1e-3
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def uniform_cloud(n: int, d: int, seed: int, decimals: int | None = None) -> torch.Tensor:
+    x = torch.rand(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x if decimals is None else torch.round(x, decimals=decimals)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_batched_sets_match_inclusion_exclusion(d: int, maximize: bool) -> None:
+    points = uniform_cloud(3 * 4 * 9, d, seed=d).view(3, 4, 9, d)
+    points[0, 0, 3] = points[0, 0, 1]  # a duplicate
+    points[1, 2, :, 0] = torch.round(points[1, 2, :, 0], decimals=1)  # ties in one objective
+    ref = torch.full((d,), 0.0 if maximize else 1.0, dtype=torch.float64)
+    ref_per_set = ref + 0.05 * torch.rand(3, 4, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64) \
+        * (-1 if maximize else 1)
+    mask = torch.rand(3, 4, 9, generator=torch.Generator().manual_seed(2)) > 0.2
+    mask[2, 3] = False  # a fully masked set
+    for r in (ref, ref_per_set):
+        assert_close(hypervolume(points, r, maximize=maximize, mask=mask),
+                     reference.hypervolume(points, r, maximize=maximize, mask=mask), name=f"hv d={d}")
+        assert_close(hypervolume_contributions(points, r, maximize=maximize, mask=mask),
+                     reference.hypervolume_contributions(points, r, maximize=maximize, mask=mask),
+                     name=f"contributions d={d}")
+    assert hypervolume(points, ref, maximize=maximize, mask=mask)[2, 3] == 0
+
+
+@pytest.mark.parametrize("d", [2, 3, 4, 5])
+def test_gradient_matches_autograd_of_the_reference_away_from_ties(d: int) -> None:
+    points = sphere_front(7, d, seed=d).expand(2, 7, d).clone()
+    points[1] = uniform_cloud(7, d, seed=10 + d) * 0.9  # dominated points too
+    ref = torch.full((d,), 1.1, dtype=torch.float64)
+    ours_p, ours_r = points.clone().requires_grad_(), ref.clone().requires_grad_()
+    (hypervolume(ours_p, ours_r) * torch.tensor([1.0, -2.0], dtype=torch.float64)).sum().backward()
+    ref_p, ref_r = points.clone().requires_grad_(), ref.clone().requires_grad_()
+    (reference.hypervolume(ref_p, ref_r) * torch.tensor([1.0, -2.0], dtype=torch.float64)).sum().backward()
+    assert_close(ours_p.grad, ref_p.grad, name="d points")
+    assert_close(ours_r.grad, ref_r.grad, name="d ref")
+
+
+def _one_sided(points: torch.Tensor, ref: torch.Tensor, maximize: bool, step: float = 1e-7):
+    """Finite differences in the improving direction, the gradient's definition."""
+    direction = 1.0 if maximize else -1.0
+    base = hypervolume(points, ref, maximize=maximize)
+    grad = torch.zeros_like(points)
+    for index in np.ndindex(*points.shape):
+        moved = points.clone()
+        moved[index] += direction * step
+        grad[index] = (hypervolume(moved, ref, maximize=maximize) - base) / (direction * step)
+    grad_ref = torch.zeros_like(ref)
+    for k in range(ref.shape[0]):
+        moved = ref.clone()
+        moved[k] -= direction * step  # away from the points: the direction in which HV grows
+        grad_ref[k] = (hypervolume(points, moved, maximize=maximize) - base) / (-direction * step)
+    return grad, grad_ref
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool) -> None:
+    """Ties, duplicates, weakly and strictly dominated points, points on the reference boundary."""
+    points = torch.round(uniform_cloud(8, d, seed=20 + d) * 4, decimals=0) / 4  # heavy ties on a grid
+    points[5] = points[2]  # duplicate
+    ref = torch.full((d,), 1.0, dtype=torch.float64)
+    points[6, 0] = 1.0  # on the reference boundary
+    if maximize:
+        points, ref = 1.0 - points, ref * 0.0
+    expected_points, expected_ref = _one_sided(points, ref, maximize)
+    p, r = points.clone().requires_grad_(), ref.clone().requires_grad_()
+    hypervolume(p, r, maximize=maximize).backward()
+    assert_close(p.grad, expected_points, atol=1e-6, rtol=1e-6, name="d points")
+    assert_close(r.grad, expected_ref, atol=1e-6, rtol=1e-6, name="d ref")
+
+
+def test_simple_staircase_values() -> None:
+    points = torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [3.0, 3.0], [5.0, 0.0]], dtype=torch.float64,
+                          requires_grad=True)
+    ref = torch.tensor([4.0, 4.0], dtype=torch.float64)
+    value = hypervolume(points, ref)
+    assert value.item() == 6.0, "3 + 2 + 1; (3, 3) is dominated, (5, 0) lies beyond the reference"
+    assert hypervolume_contributions(points.detach(), ref).tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+    value.backward()
+    assert points.grad.tolist() == [[-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0], [0.0, 0.0], [0.0, 0.0]]
+
+
+def test_empty_and_degenerate_sets() -> None:
+    empty = torch.zeros(0, 3, dtype=torch.float64, requires_grad=True)
+    ref = torch.ones(3, dtype=torch.float64)
+    assert hypervolume(empty, ref).item() == 0.0
+    outside = torch.full((4, 3), 2.0, dtype=torch.float64, requires_grad=True)
+    value = hypervolume(outside, ref)
+    value.backward()
+    assert value.item() == 0.0 and bool((outside.grad == 0).all())
+    assert hypervolume(torch.zeros(0, 5, 3, dtype=torch.float64), ref).shape == (0,)
+    assert hypervolume(torch.tensor([[0.25], [0.5]], dtype=torch.float64), torch.ones(1, dtype=torch.float64)) == 0.75
+
+
+def test_float32_is_computed_in_float64_and_rounded_once() -> None:
+    points = sphere_front(50, 3, seed=3).float()
+    ref = torch.full((3,), 1.1, dtype=torch.float32)
+    single = hypervolume(points, ref)
+    assert single.dtype == torch.float32
+    assert_close(single, hypervolume(points.double(), ref.double()).float(), atol=0, rtol=0, name="float32 hv")
+
+
+def test_results_do_not_depend_on_the_thread_count() -> None:
+    points = uniform_cloud(200 * 12, 3, seed=4).view(200, 12, 3)
+    ref = torch.ones(3, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = hypervolume(points, ref), hypervolume_contributions(points, ref)
+        torch.set_num_threads(2)
+        two = hypervolume(points, ref), hypervolume_contributions(points, ref)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_opcheck_and_compile() -> None:
+    points = uniform_cloud(2 * 6, 3, seed=5).view(2, 6, 3).requires_grad_()
+    ref = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    for op in (torch.ops.moafast.hypervolume.default, torch.ops.moafast.hypervolume_contributions.default):
+        torch.library.opcheck(op, (points, ref, mask, False))
+    compiled = torch.compile(lambda p, r: hypervolume(p, r, mask=mask).sum(), fullgraph=True)
+    value = compiled(points, ref)
+    value.backward()
+    assert_close(value, hypervolume(points.detach(), ref.detach()).sum(), name="compiled")
+    assert points.grad is not None and ref.grad is not None
+
+
+def test_bad_input_names_the_argument() -> None:
+    points = uniform_cloud(5, 3, seed=6)
+    ref = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"ref: expected shape \[d\]"):
+        hypervolume(points, torch.ones(2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="ref: expected the dtype of points"):
+        hypervolume(points, ref.float())
+    with pytest.raises(TypeError, match="points: expected dtype"):
+        hypervolume(points.to(torch.int64), ref.to(torch.int64))
+    with pytest.raises(ValueError, match=r"points: expected \[..., n, d\]"):
+        hypervolume(points[0], ref)
+    with pytest.raises(ValueError, match="d >= 1"):
+        hypervolume(torch.zeros(4, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="mask"):
+        hypervolume(points, ref, mask=torch.ones(4, dtype=torch.bool))
+    bad = points.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"points\[3\]: expected finite"):
+        hypervolume(bad, ref)
+    mask = torch.ones(5, dtype=torch.bool)
+    mask[3] = False
+    assert torch.isfinite(hypervolume(bad, ref, mask=mask)), "a masked-out point may hold anything"
+    with pytest.raises(ValueError, match="ref: expected finite"):
+        hypervolume(points, torch.tensor([1.0, float("inf"), 1.0], dtype=torch.float64))
+
+
+special = st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e300, -1e-300])
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(0, 6), d=st.integers(0, 4), ref_d=st.integers(0, 4), data=st.data())
+def test_fuzzed_input_gives_a_value_or_a_clear_error(n: int, d: int, ref_d: int, data) -> None:
+    values = data.draw(st.lists(special | st.floats(-2, 2), min_size=n * d, max_size=n * d))
+    ref_values = data.draw(st.lists(special | st.floats(-2, 2), min_size=ref_d, max_size=ref_d))
+    points = torch.tensor(values, dtype=torch.float64).view(n, d)
+    ref = torch.tensor(ref_values, dtype=torch.float64)
+    try:
+        value = hypervolume(points, ref)
+        contributions = hypervolume_contributions(points, ref)
+    except (ValueError, TypeError):
+        return
+    assert d >= 1 and ref_d == d
+    assert bool(torch.isfinite(points).all()) and bool(torch.isfinite(ref).all())
+    assert value.item() >= 0 and bool((contributions >= 0).all())
+
+
+# --------------------------------------------------------------------------- independent libraries
+
+
+def _fronts(d: int, n: int):
+    yield "sphere", sphere_front(n, d, seed=n + d)
+    yield "cloud", uniform_cloud(n, d, seed=n * d)
+    ties = uniform_cloud(n, d, seed=n * d + 1, decimals=1)
+    ties[n // 2:] = ties[: n - n // 2]  # duplicates on top of the ties
+    yield "ties+duplicates", ties
+
+
+@pytest.mark.parametrize("d,n", [(2, 2000), (3, 2000), (4, 300), (5, 120), (6, 60)])
+def test_against_moocore(d: int, n: int) -> None:
+    moocore = pytest.importorskip("moocore", reason="moocore is the reference oracle (pip install moocore)")
+    ref = torch.full((d,), 1.1, dtype=torch.float64)
+    for name, points in _fronts(d, n):
+        expected = moocore.hypervolume(points.numpy(), ref=ref.numpy())
+        assert_close(hypervolume(points, ref), torch.tensor(expected, dtype=torch.float64), atol=0, rtol=1e-12,
+                     name=f"{name} hv")
+        if n <= 300:
+            contributions = moocore.hv_contributions(points.numpy(), ref=ref.numpy(), ignore_dominated=False)
+            assert_close(hypervolume_contributions(points, ref), torch.from_numpy(contributions), atol=1e-13,
+                         rtol=1e-10, name=f"{name} contributions")
+
+
+@pytest.mark.parametrize("d,n", [(4, 200), (5, 100), (6, 50)])
+def test_against_pygmo_wfg(d: int, n: int) -> None:
+    pygmo = pytest.importorskip("pygmo", reason="pygmo's WFG is the second oracle at d >= 4 (pip install pygmo)")
+    ref = torch.full((d,), 1.1, dtype=torch.float64)
+    points = sphere_front(n, d, seed=7 * d)
+    hv = pygmo.hypervolume(points.numpy())
+    assert_close(hypervolume(points, ref), torch.tensor(hv.compute(ref.numpy()), dtype=torch.float64), atol=0,
+                 rtol=1e-12, name="hv")
+    assert_close(hypervolume_contributions(points, ref), torch.from_numpy(hv.contributions(ref.numpy())),
+                 atol=1e-13, rtol=1e-9, name="contributions")
