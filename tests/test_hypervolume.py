@@ -36,7 +36,7 @@ def test_batched_sets_match_inclusion_exclusion(d: int, maximize: bool) -> None:
         * (-1 if maximize else 1)
     mask = torch.rand(3, 4, 9, generator=torch.Generator().manual_seed(2)) > 0.2
     mask[2, 3] = False  # a fully masked set
-    for r in (ref, ref_per_set):
+    for r in (ref, ref_per_set):  # 9 points, some masked: both the small-set and the general paths
         assert_close(hypervolume(points, r, maximize=maximize, mask=mask),
                      reference.hypervolume(points, r, maximize=maximize, mask=mask), name=f"hv d={d}")
         assert_close(hypervolume_contributions(points, r, maximize=maximize, mask=mask),
@@ -45,10 +45,14 @@ def test_batched_sets_match_inclusion_exclusion(d: int, maximize: bool) -> None:
     assert hypervolume(points, ref, maximize=maximize, mask=mask)[2, 3] == 0
 
 
+SMALL_AND_LARGE = [7, 12]  # inclusion-exclusion inside the kernel up to 8 points, the sweeps and WFG above
+
+
+@pytest.mark.parametrize("n", SMALL_AND_LARGE)
 @pytest.mark.parametrize("d", [2, 3, 4, 5])
-def test_gradient_matches_autograd_of_the_reference_away_from_ties(d: int) -> None:
-    points = sphere_front(7, d, seed=d).expand(2, 7, d).clone()
-    points[1] = uniform_cloud(7, d, seed=10 + d) * 0.9  # dominated points too
+def test_gradient_matches_autograd_of_the_reference_away_from_ties(d: int, n: int) -> None:
+    points = sphere_front(n, d, seed=d).expand(2, n, d).clone()
+    points[1] = uniform_cloud(n, d, seed=10 + d) * 0.9  # dominated points too
     ref = torch.full((d,), 1.1, dtype=torch.float64)
     ours_p, ours_r = points.clone().requires_grad_(), ref.clone().requires_grad_()
     (hypervolume(ours_p, ours_r) * torch.tensor([1.0, -2.0], dtype=torch.float64)).sum().backward()
@@ -75,11 +79,12 @@ def _one_sided(points: torch.Tensor, ref: torch.Tensor, maximize: bool, step: fl
     return grad, grad_ref
 
 
+@pytest.mark.parametrize("n", [8, 13])
 @pytest.mark.parametrize("d", [2, 3, 4])
 @pytest.mark.parametrize("maximize", [False, True])
-def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool) -> None:
+def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool, n: int) -> None:
     """Ties, duplicates, weakly and strictly dominated points, points on the reference boundary."""
-    points = torch.round(uniform_cloud(8, d, seed=20 + d) * 4, decimals=0) / 4  # heavy ties on a grid
+    points = torch.round(uniform_cloud(n, d, seed=20 + d) * 4, decimals=0) / 4  # heavy ties on a grid
     points[5] = points[2]  # duplicate
     ref = torch.full((d,), 1.0, dtype=torch.float64)
     points[6, 0] = 1.0  # on the reference boundary
@@ -193,7 +198,9 @@ def test_fuzzed_input_gives_a_value_or_a_clear_error(n: int, d: int, ref_d: int,
         return
     assert d >= 1 and ref_d == d
     assert bool(torch.isfinite(points).all()) and bool(torch.isfinite(ref).all())
-    assert value.item() >= 0 and bool((contributions >= 0).all())
+    assert value.item() >= 0
+    if bool(torch.isfinite(value)):  # finite inputs whose boxes overflow float64 give inf (documented)
+        assert bool((contributions >= -1e-12 * value).all())
 
 
 # --------------------------------------------------------------------------- independent libraries

@@ -20,7 +20,8 @@ Computed in float64 whatever the input dtype (float32 outputs are rounded once a
 O(n log n)), d>=4 WFG-style exclusive volumes against limit sets, slicing the last objective;
 contributions and faces use limit sets over the lower-dimensional algorithms. CUDA tensors are computed
 on the host (no GPU kernel yet) and returned on their device.
-NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError.
+NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError; finite inputs whose
+volumes overflow float64 give ``inf`` hypervolume (and NaN contributions and gradients for that set).
 """
 
 from __future__ import annotations
