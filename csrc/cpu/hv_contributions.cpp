@@ -24,11 +24,54 @@ void project(const double* point, int d, int skipped, double* out) {
     if (k != skipped) out[m++] = point[k];
 }
 
+// d = 2 in O(n log n). In (x, y) order the front is the rows that lower the running minimum of y. A
+// front point f owns the rectangle [x_f, x_next) x [y_f, y_prev) up to its front neighbours; the other
+// rows that reach into it are exactly those with x in [x_f, x_next) (every one has y >= y_f), and the
+// staircase they form inside the rectangle is what f does not add alone. Every other row adds nothing.
+void contributions_2d(const PointSet& points, const double* ref, double* out) {
+  const size_t n = points.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const double* pa = points.row(a);
+    const double* pb = points.row(b);
+    return pa[0] != pb[0] ? pa[0] < pb[0] : pa[1] < pb[1];
+  });
+  std::vector<size_t> front;  // positions in `order`
+  double lowest = ref[1];
+  for (size_t s = 0; s < n; ++s) {
+    out[order[s]] = 0.0;
+    if (points.row(order[s])[1] < lowest) {
+      front.push_back(s);
+      lowest = points.row(order[s])[1];
+    }
+  }
+  for (size_t t = 0; t < front.size(); ++t) {
+    const double* f = points.row(order[front[t]]);
+    const size_t end = t + 1 < front.size() ? front[t + 1] : n;
+    const double right = t + 1 < front.size() ? points.row(order[front[t + 1]])[0] : ref[0];
+    const double top = t > 0 ? points.row(order[front[t - 1]])[1] : ref[1];
+    double covered = 0.0, level = top;
+    for (size_t s = front[t] + 1; s < end; ++s) {
+      const double* q = points.row(order[s]);
+      if (q[1] < level) {
+        covered += (right - q[0]) * (level - q[1]);
+        level = q[1];
+      }
+    }
+    out[order[front[t]]] = (right - f[0]) * (top - f[1]) - covered;
+  }
+}
+
 }  // namespace
 
 void contributions(const PointSet& points, const double* ref, double* out) {
   const size_t n = points.size();
   const int d = points.d;
+  if (d == 2) {
+    contributions_2d(points, ref, out);
+    return;
+  }
   for (size_t i = 0; i < n; ++i) {
     const double* p = points.row(i);
     PointSet limit{{}, d};

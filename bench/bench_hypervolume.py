@@ -1,0 +1,169 @@
+"""Exact hypervolume and contributions against moocore, pygmo (WFG at d >= 4), pymoo and botorch, one
+thread, on points of the positive orthant of the unit sphere (all nondominated), reference 1.1; and the
+HaM-shaped batch: 10,000 sets of 8 points in 3 objectives, value + contributions + gradient, against a
+Python loop over the fastest peer (value + contributions: no peer has the gradient)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.harness import Case, Variant
+
+
+def _front(params: dict[str, Any]):
+    import torch
+
+    x = torch.rand(params["n"], params["d"], generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 1e-3
+    return x / x.norm(dim=1, keepdim=True), torch.full((params["d"],), 1.1, dtype=torch.float64)
+
+
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _ours(params, device):
+    from moafast.ops import hypervolume, hypervolume_contributions
+
+    _single_thread()
+    points, ref = _front(params)
+    points, ref = points.to(device), ref.to(device)
+    op = hypervolume if params["kind"] == "hv" else hypervolume_contributions
+
+    def error() -> float | None:
+        try:
+            import moocore
+        except ImportError:
+            return None
+        if params["kind"] == "hv":
+            return abs(float(op(points, ref)) - moocore.hypervolume(points.cpu().numpy(), ref=ref.cpu().numpy()))
+        return None
+
+    return (lambda: op(points, ref)), error
+
+
+def _moocore(params, device):
+    import moocore
+
+    points, ref = (t.numpy() for t in _front(params))
+    if params["kind"] == "hv":
+        return lambda: moocore.hypervolume(points, ref=ref)
+    return lambda: moocore.hv_contributions(points, ref=ref)  # its fast path; the same values on a front
+
+
+def _pygmo(params, device):
+    import pygmo
+
+    points, ref = (t.numpy() for t in _front(params))
+    if params["kind"] == "hv":
+        return lambda: pygmo.hypervolume(points).compute(ref)
+    return lambda: pygmo.hypervolume(points).contributions(ref)
+
+
+def _pymoo(params, device):
+    from pymoo.indicators.hv import HV
+
+    points, ref = (t.numpy() for t in _front(params))
+    indicator = HV(ref_point=ref)
+    return lambda: indicator(points)
+
+
+def _botorch(params, device):
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+
+    points, ref = _front(params)
+    hv = Hypervolume(ref_point=-ref)  # botorch maximises
+    return lambda: hv.compute(-points)
+
+
+def _batch(params):
+    import torch
+
+    return (torch.rand(params["sets"], params["n"], params["d"], generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64), torch.ones(params["d"], dtype=torch.float64))
+
+
+def _ours_batch(params, device, threads=1):
+    import torch
+
+    from moafast.ops import hypervolume, hypervolume_contributions
+
+    torch.set_num_threads(threads)
+    points, ref = _batch(params)
+
+    def run() -> None:
+        leaf = points.requires_grad_()
+        hypervolume(leaf, ref).sum().backward()
+        hypervolume_contributions(points.detach(), ref)
+        leaf.grad = None
+
+    return run
+
+
+def _ours_batch_two_threads(params, device):
+    return _ours_batch(params, device, threads=2)
+
+
+def _moocore_loop(params, device):
+    import moocore
+
+    points, ref = _batch(params)
+    sets, r = list(points.numpy()), ref.numpy()
+
+    def run() -> None:
+        for s in sets:
+            moocore.hypervolume(s, ref=r)
+            moocore.hv_contributions(s, ref=r)
+
+    return run
+
+
+def _pygmo_loop(params, device):
+    import pygmo
+
+    points, ref = _batch(params)
+    sets, r = list(points.numpy()), ref.numpy()
+
+    def run() -> None:
+        for s in sets:
+            hv = pygmo.hypervolume(s)
+            hv.compute(r)
+            hv.contributions(r)
+
+    return run
+
+
+def cases(quick: bool, device: str) -> list[Case]:
+    ours = Variant("moafast", _ours, ours=True)
+    moocore = Variant("moocore", _moocore, requires=("moocore",))
+    pygmo = Variant("pygmo", _pygmo, requires=("pygmo",))
+    pymoo = Variant("pymoo HV", _pymoo, requires=("pymoo",))
+    botorch = Variant("botorch Hypervolume", _botorch, requires=("botorch",))
+    if quick:
+        cells = [("hv", 2, 100), ("hv", 4, 50), ("contributions", 3, 50)]
+    else:
+        cells = ([("hv", d, n) for d in (2, 3) for n in (1000, 10_000, 100_000)]
+                 + [("hv", d, n) for d in (4, 5, 6) for n in (100, 1000)]
+                 + [("contributions", d, n) for d in (2, 3) for n in (1000, 10_000)]
+                 + [("contributions", d, 1000) for d in (4, 5, 6)])
+    out = []
+    for kind, d, n in cells:
+        variants = [ours, moocore, pygmo]
+        if kind == "hv":
+            variants.append(pymoo)
+            if d <= 3 and n <= 1000:
+                variants.append(botorch)
+        elif d == 6:
+            variants.remove(moocore)  # n + 1 full recomputations: more than 240 s at n = 1000
+        slow = n >= 10_000 or (kind == "contributions" and d >= 4) or (d == 6 and n >= 1000)
+        out.append(Case(f"{kind} d{d} n{n}", {"kind": kind, "d": d, "n": n}, tuple(variants), warmup=0,
+                        repeats=1 if slow or quick else 5))
+    batch = {"sets": 100 if quick else 10_000, "n": 8, "d": 3}
+    out.append(Case("batch value+contributions+grad", batch,
+                    (Variant("moafast, 1 thread", _ours_batch, ours=True),
+                     Variant("moafast, 2 threads", _ours_batch_two_threads),
+                     Variant("moocore loop (value + contributions)", _moocore_loop, requires=("moocore",)),
+                     Variant("pygmo loop (value + contributions)", _pygmo_loop, requires=("pygmo",))),
+                    warmup=0, repeats=1 if quick else 3))
+    return out
