@@ -79,7 +79,7 @@ def _one_sided(points: torch.Tensor, ref: torch.Tensor, maximize: bool, step: fl
     return grad, grad_ref
 
 
-@pytest.mark.parametrize("n", [8, 13])
+@pytest.mark.parametrize("n", [8, 13, 20])  # d = 2, 3 take the small-set path up to 16 points
 @pytest.mark.parametrize("d", [2, 3, 4])
 @pytest.mark.parametrize("maximize", [False, True])
 def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool, n: int) -> None:
@@ -95,6 +95,24 @@ def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximiz
     hypervolume(p, r, maximize=maximize).backward()
     assert_close(p.grad, expected_points, atol=1e-6, rtol=1e-6, name="d points")
     assert_close(r.grad, expected_ref, atol=1e-6, rtol=1e-6, name="d ref")
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_small_set_path_equals_the_general_path(d: int) -> None:
+    """16 points take the small-set path; a 17th inside every box (dominated by all, never on a face)
+    changes no output and sends the set through the sweeps instead."""
+    points = torch.round(uniform_cloud(16, d, seed=30 + d) * 8, decimals=0) / 8 * 0.99
+    points[9] = points[4]
+    ref = torch.ones(d, dtype=torch.float64)
+    grown = torch.cat([points, torch.full((1, d), 1.0 - 1e-9, dtype=torch.float64)])
+    outputs = []
+    for p in (points, grown):
+        leaf, r = p.clone().requires_grad_(), ref.clone().requires_grad_()
+        value = hypervolume(leaf, r)
+        value.backward()
+        outputs.append((value, hypervolume_contributions(p, ref)[:16], leaf.grad[:16], r.grad))
+    for name, small, general in zip(("hv", "contributions", "d points", "d ref"), *outputs):
+        assert_close(small, general, atol=1e-12, rtol=1e-12, name=name)
 
 
 def test_simple_staircase_values() -> None:
