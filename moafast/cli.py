@@ -20,7 +20,7 @@ def _bench_directory() -> Path:
     )
 
 
-TRAINABLE_METHODS = ("mah-dpo",)
+TRAINABLE_METHODS = ("mah-dpo", "ham")
 
 
 def _train(argv: list[str]) -> int:
@@ -31,6 +31,15 @@ def _train(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="a .json or .yaml file of the method's config fields")
     parser.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in output_dir")
     args = parser.parse_args(argv)
+    if args.method == "ham":
+        from moafast.methods.ham import HaMConfig, HaMTrainer
+
+        config = HaMConfig.from_file(args.config)
+        if args.resume:
+            config.resume_from_checkpoint = "latest"
+        metrics = HaMTrainer(config).train()
+        print(f"HaM: {metrics.get('step', 0)} steps, last mini-batch hypervolume {metrics.get('hypervolume', 0.0):.4f}")
+        return 0
     from moafast.methods.mah_dpo import MAHDPOConfig, MAHDPOTrainer
 
     config = MAHDPOConfig.from_file(args.config)
@@ -51,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: moafast {bench,env,train} ...\n  bench  run benchmarks against the peers (moafast bench --help)\n"
               "  env    print versions, compiled kernels and usable devices\n"
-              "  train  train a method: moafast train mah-dpo --config run.yaml (under torchrun/accelerate for DDP)")
+              "  train  train a method: moafast train {mah-dpo,ham} --config run.yaml (torchrun/accelerate for DDP)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "bench":

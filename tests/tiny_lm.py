@@ -69,3 +69,35 @@ def write_run(directory: Path, tie_word_embeddings: bool = True, train_pairs: in
               "save_steps": 2, "optimizer": "adamw"}
     config.update(config_overrides)
     return config
+
+
+def token_rewards(response: str) -> list[float]:
+    """The two verifiable, conflicting objectives of the HaM tests: the share of "x" and of "y" tokens."""
+    tokens = response.split()
+    return [tokens.count("x") / max(1, len(tokens)), tokens.count("y") / max(1, len(tokens))]
+
+
+def scored_rows(count: int, seed: int) -> list[dict]:
+    """Random 5-token responses over x/y/z with their two rewards."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        response = " ".join(rng.choice(WORDS[:3]) for _ in range(5))
+        rows.append({"prompt": " ".join(rng.choice(WORDS[3:]) for _ in range(2)), "response": response,
+                     "rewards": token_rewards(response)})
+    return rows
+
+
+def write_ham_run(directory: Path, **config_overrides) -> dict:
+    """The tiny model and tokenizer, scored train and eval data, and a HaM config dict pointing at them."""
+    model_dir = directory / "tiny-lm"
+    tiny_causal_lm().save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    for split, count, seed in (("train", 96, 0), ("eval", 4, 1)):
+        (directory / f"scored_{split}.json").write_text(json.dumps(scored_rows(count, seed)))
+    config = {"model_name_or_path": str(model_dir), "objectives": ["x", "y"], "num_heads": 3,
+              "data": str(directory / "scored_train.json"), "eval_data": str(directory / "scored_eval.json"),
+              "output_dir": str(directory / "run"), "per_device_batch_size": 16, "max_steps": 4,
+              "learning_rate": 3e-2, "max_length": 16, "max_prompt_length": 4, "save_steps": 2}
+    config.update(config_overrides)
+    return config

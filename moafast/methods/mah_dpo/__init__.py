@@ -7,7 +7,8 @@ checkpoints), :mod:`.config`."""
 from moafast.methods.mah_dpo.config import MAHDPOConfig
 from moafast.methods.mah_dpo.data import BalancedSchedule, collate_pairs, load_preference_rows, tokenize_rows
 from moafast.methods.mah_dpo.model import HeadMixture, MultiHeadCausalLM
-from moafast.methods.mah_dpo.trainer import MAHDPOTrainer, latest_checkpoint
+from moafast.methods._loop import latest_checkpoint
+from moafast.methods.mah_dpo.trainer import MAHDPOTrainer
 
 __all__ = [
     "BalancedSchedule", "HeadMixture", "MAHDPOConfig", "MAHDPOTrainer", "MultiHeadCausalLM", "collate_pairs",

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from moafast.methods._loop import OPTIMIZERS
+
 REFERENCE_MODES = ("cache", "frozen", "none")
-OPTIMIZERS = ("rmsprop", "adamw")
 
 
 @dataclass

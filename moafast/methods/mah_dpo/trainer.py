@@ -5,29 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from moafast.methods import _loop as loop
 from moafast.methods.mah_dpo.config import MAHDPOConfig
 from moafast.methods.mah_dpo.data import BalancedSchedule, TokenizedPair, collate_pairs, load_preference_rows, \
     tokenize_rows
 from moafast.methods.mah_dpo.model import MultiHeadCausalLM
 from moafast.methods.mah_dpo.reference import ReferenceScorer, compute_reference_logps, data_fingerprint, \
     load_cached, save_cached
-
-STATE_FILE = "trainer_state.json"
-METRICS_FILE = "metrics.jsonl"
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The ``checkpoint-<step>`` directory with the highest step that holds a trainer state, if any."""
-    candidates = [p for p in Path(output_dir).glob("checkpoint-*") if (p / STATE_FILE).exists()]
-    return max(candidates, key=lambda p: int(p.name.split("-")[1]), default=None)
-
 
 class MAHDPOTrainer:
     """Trains a :class:`MultiHeadCausalLM` with MAH-DPO; ``train()`` returns the last step's metrics.
@@ -38,11 +28,8 @@ class MAHDPOTrainer:
     """
 
     def __init__(self, config: MAHDPOConfig, model: Any = None, tokenizer: Any = None, accelerator: Any = None) -> None:
-        from accelerate import Accelerator
-
         self.config = config
-        # cpu=True where there is no GPU: accelerate then runs DDP over gloo under torchrun
-        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator or loop.make_accelerator()
         torch.manual_seed(config.seed)
         if tokenizer is None:
             from transformers import AutoTokenizer
@@ -59,11 +46,8 @@ class MAHDPOTrainer:
         model.to(self.device)
         self.reference_tables = self._reference_tables(model)
 
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer_class = torch.optim.RMSprop if config.optimizer == "rmsprop" else torch.optim.AdamW
-        optimizer = optimizer_class(trainable, lr=config.learning_rate)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / (config.warmup_steps + 1)))
+        optimizer = loop.make_optimizer(model, config.optimizer, config.learning_rate)
+        self.scheduler = loop.warmup_schedule(optimizer, config.warmup_steps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.accelerator.register_for_checkpointing(self.scheduler)  # stepped here once per optimizer step
         self.schedule = BalancedSchedule([len(p) for p in self.train_pairs],
@@ -92,10 +76,7 @@ class MAHDPOTrainer:
             self.frozen_reference = ReferenceScorer(copy.deepcopy(backbone).eval().requires_grad_(False))
         if isinstance(model, MultiHeadCausalLM):
             return model
-        if config.lora:
-            from peft import LoraConfig, get_peft_model
-
-            backbone = get_peft_model(backbone, LoraConfig(**config.lora))
+        backbone = loop.apply_lora(backbone, config.lora)
         return MultiHeadCausalLM(backbone, config.num_heads, init_noise=config.head_init_noise,
                                  seed=config.head_init_seed)
 
@@ -148,7 +129,7 @@ class MAHDPOTrainer:
 
     def train(self) -> dict[str, Any]:
         config, accelerator = self.config, self.accelerator
-        self._maybe_resume()
+        self.step = loop.resume(accelerator, config.output_dir, config.resume_from_checkpoint)
         output = Path(config.output_dir)
         metrics: dict[str, Any] = {}
         progress = tqdm(range(self.step, config.max_steps), initial=self.step, total=config.max_steps,
@@ -158,8 +139,7 @@ class MAHDPOTrainer:
             self.step += 1
             if accelerator.is_main_process and self.step % config.logging_steps == 0:
                 progress.set_postfix(loss=f"{metrics['loss']:.4f}")
-                with open(output / METRICS_FILE, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                loop.append_metrics(output, metrics)
             if self.step % config.save_steps == 0 or self.step == config.max_steps:
                 self.save_checkpoint()
         accelerator.wait_for_everyone()
@@ -192,25 +172,7 @@ class MAHDPOTrainer:
 
     def save_checkpoint(self) -> Path:
         """``output_dir/checkpoint-<step>``: model, optimizer, scheduler and RNG states, and the step."""
-        directory = Path(self.config.output_dir) / f"checkpoint-{self.step}"
-        self.accelerator.save_state(str(directory))
-        if self.accelerator.is_main_process:
-            (directory / STATE_FILE).write_text(json.dumps({"step": self.step, "config": self.config.to_dict()}))
-        self.accelerator.wait_for_everyone()
-        return directory
-
-    def _maybe_resume(self) -> None:
-        target = self.config.resume_from_checkpoint
-        if not target:
-            return
-        directory = latest_checkpoint(self.config.output_dir) if target == "latest" else Path(target)
-        if directory is None:
-            return  # "latest" with no checkpoint yet: a fresh start
-        if not (directory / STATE_FILE).exists():
-            raise ValueError(f"resume_from_checkpoint: {directory} has no {STATE_FILE}; expected a checkpoint-<step> "
-                             f"directory written by MAHDPOTrainer")
-        self.accelerator.load_state(str(directory))
-        self.step = json.loads((directory / STATE_FILE).read_text())["step"]
+        return loop.save_checkpoint(self.accelerator, self.config.output_dir, self.step, self.config.to_dict())
 
     @torch.no_grad()
     def evaluate(self, batch_size: int = 8) -> dict[str, dict[str, float]]:

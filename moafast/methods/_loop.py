@@ -1,0 +1,80 @@
+"""Pieces every method's trainer shares: the accelerator, LoRA, optimizer and warm-up schedule, metrics
+logging, checkpoints with exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STATE_FILE = "trainer_state.json"
+METRICS_FILE = "metrics.jsonl"
+OPTIMIZERS = ("rmsprop", "adamw")
+
+
+def make_accelerator():
+    """An ``accelerate.Accelerator``; ``cpu=True`` where there is no GPU, so torchrun runs DDP over gloo."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def apply_lora(backbone: torch.nn.Module, lora: dict[str, Any] | None) -> torch.nn.Module:
+    """``peft.get_peft_model(backbone, LoraConfig(**lora))``, or the backbone itself without ``lora``."""
+    if not lora:
+        return backbone
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(backbone, LoraConfig(**lora))
+
+
+def make_optimizer(model: torch.nn.Module, name: str, learning_rate: float) -> torch.optim.Optimizer:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer_class = torch.optim.RMSprop if name == "rmsprop" else torch.optim.AdamW
+    return optimizer_class(trainable, lr=learning_rate)
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps`` optimizer steps, then constant."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))
+
+
+def append_metrics(output_dir: str | Path, metrics: dict[str, Any]) -> None:
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / METRICS_FILE, "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The ``checkpoint-<step>`` directory with the highest step that holds a trainer state, if any."""
+    candidates = [p for p in Path(output_dir).glob("checkpoint-*") if (p / STATE_FILE).exists()]
+    return max(candidates, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, config: dict[str, Any]) -> Path:
+    """``output_dir/checkpoint-<step>``: model, optimizer, registered objects and RNG states, and the step."""
+    directory = Path(output_dir) / f"checkpoint-{step}"
+    accelerator.save_state(str(directory))
+    if accelerator.is_main_process:
+        (directory / STATE_FILE).write_text(json.dumps({"step": step, "config": config}))
+    accelerator.wait_for_everyone()
+    return directory
+
+
+def resume(accelerator, output_dir: str | Path, target: str | None) -> int:
+    """The step to continue from: 0 without ``target``; ``"latest"`` finds the newest checkpoint (0 if none)."""
+    if not target:
+        return 0
+    directory = latest_checkpoint(output_dir) if target == "latest" else Path(target)
+    if directory is None:
+        return 0
+    if not (directory / STATE_FILE).exists():
+        raise ValueError(f"resume_from_checkpoint: {directory} has no {STATE_FILE}; expected a checkpoint-<step> "
+                         f"directory written by a moafast trainer")
+    accelerator.load_state(str(directory))
+    return json.loads((directory / STATE_FILE).read_text())["step"]
