@@ -77,11 +77,11 @@ def _botorch(params, device):
     return lambda: hv.compute(-points)
 
 
-def _batch(params):
+def _batch(params, device="cpu"):
     import torch
 
     return (torch.rand(params["sets"], params["n"], params["d"], generator=torch.Generator().manual_seed(0),
-                       dtype=torch.float64), torch.ones(params["d"], dtype=torch.float64))
+                       dtype=torch.float64).to(device), torch.ones(params["d"], dtype=torch.float64, device=device))
 
 
 def _ours_batch(params, device, threads=1):
@@ -89,8 +89,9 @@ def _ours_batch(params, device, threads=1):
 
     from moafast.ops import hypervolume, hypervolume_contributions
 
-    torch.set_num_threads(threads)
-    points, ref = _batch(params)
+    if threads:
+        torch.set_num_threads(threads)
+    points, ref = _batch(params, device)
 
     def run() -> None:
         leaf = points.requires_grad_()
@@ -103,6 +104,16 @@ def _ours_batch(params, device, threads=1):
 
 def _ours_batch_two_threads(params, device):
     return _ours_batch(params, device, threads=2)
+
+
+def _ours_batch_gpu(params, device):
+    return _ours_batch(params, device, threads=0)
+
+
+def _ours_batch_all_cpu_threads(params, device):
+    import os
+
+    return _ours_batch(params, "cpu", threads=os.cpu_count())
 
 
 def _moocore_loop(params, device):
@@ -134,7 +145,23 @@ def _pygmo_loop(params, device):
     return run
 
 
+def _gpu_cases(quick: bool) -> list[Case]:
+    """The batched case at 1e5 and 1e6 sets on the GPU (one thread per set), beside the CPU with all its
+    threads and, at 1e5, the loop over moocore; sets per second = sets / median."""
+    out = []
+    for sets in ((1000,) if quick else (100_000, 1_000_000)):
+        variants = [Variant("moafast CUDA", _ours_batch_gpu, ours=True),
+                    Variant("moafast CPU, all threads", _ours_batch_all_cpu_threads)]
+        if sets <= 100_000:
+            variants.append(Variant("moocore loop (value + contributions)", _moocore_loop, requires=("moocore",)))
+        out.append(Case(f"batch {sets} sets", {"sets": sets, "n": 8, "d": 3}, tuple(variants), warmup=1,
+                        repeats=1 if quick else 3))
+    return out
+
+
 def cases(quick: bool, device: str) -> list[Case]:
+    if device == "cuda":
+        return _gpu_cases(quick)
     ours = Variant("moafast", _ours, ours=True)
     moocore = Variant("moocore", _moocore, requires=("moocore",))
     pygmo = Variant("pygmo", _pygmo, requires=("pygmo",))

@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "moafast/cuda_runtime_info.h"
+#include "moafast/hypervolume.h"
 #include "moafast/logprobs.h"
 
 namespace moafast::cuda {
@@ -16,5 +17,6 @@ namespace {
 RuntimeInfo runtime_info() { return RuntimeInfo{false, 0, 0, 0, "built without CUDA kernels", ""}; }
 void logprobs_forward(const LogprobsForwardArgs&, int, void*) { not_compiled(); }
 void logprobs_backward(const LogprobsBackwardArgs&, int, void*) { not_compiled(); }
+void hypervolume_small_sets(const HypervolumeArgs&, int, void*) { not_compiled(); }
 
 }  // namespace moafast::cuda

@@ -14,14 +14,6 @@ struct PointSet {
   const double* row(size_t i) const { return values.data() + i * d; }
 };
 
-constexpr int kSmallSetMax = 16;  // members + boundary points of a set that takes the small-set path (d = 2, 3)
-
-// Every output of a small set in 2 or 3 objectives, on the stack: hv, contributions[n] and faces[n x d] of
-// the members, the faces of the boundary points along their axes, projected[d] (HV_{d-1} without objective
-// k, boundary points on k included). Null outputs are skipped.
-void small_set(const PointSet& members, const PointSet& boundary, const int* boundary_axes, const double* ref,
-               double* hv, double* contributions, double* faces, double* boundary_faces, double* projected);
-
 // d = 2: sort + sweep, O(n log n).
 double volume_2d(const PointSet& points, const double* ref);
 // d = 3: sweep in the third objective over a 2-D staircase in a balanced tree, O(n log n).

@@ -18,8 +18,10 @@ the others contribute nothing and get zero gradient. With S the points that take
 Computed in float64 whatever the input dtype (float32 outputs are rounded once at the end). Algorithms
 (CPU, one set per OpenMP task): d=2 sort and sweep, d=3 sweep over a balanced-tree staircase (both
 O(n log n)), d>=4 WFG-style exclusive volumes against limit sets, slicing the last objective;
-contributions and faces use limit sets over the lower-dimensional algorithms. CUDA tensors are computed
-on the host (no GPU kernel yet) and returned on their device.
+contributions and faces use limit sets over the lower-dimensional algorithms; sets of at most 16 points in
+2 or 3 objectives take a stack-only path that computes every output at once. On CUDA those small sets run
+one per thread with the same code (moafast/hv_small_sets.h); larger sets are computed on the host and
+returned on their device.
 NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError; finite inputs whose
 volumes overflow float64 give ``inf`` hypervolume (and NaN contributions and gradients for that set).
 """
@@ -32,6 +34,7 @@ from moafast.ops import _plumbing as plumbing
 from moafast.ops._library import library
 
 HV_DTYPES = (torch.float32, torch.float64)
+CUDA_MAX_POINTS = 16
 
 library.define("hypervolume(Tensor points, Tensor ref, Tensor? mask, bool maximize) -> Tensor")
 library.define("hypervolume_contributions(Tensor points, Tensor ref, Tensor? mask, bool maximize) -> Tensor")
@@ -78,23 +81,27 @@ def _run(points, ref, mask, maximize, *, hv=False, contributions=False, grad=Fal
     sets = 1
     for size in batch:
         sets *= size
-    host_points = points.detach().to("cpu", torch.float64).reshape(sets, n, d).contiguous()
-    host_ref = ref.detach().to("cpu", torch.float64).reshape(-1, d).contiguous()
-    host_mask = None if mask is None else mask.to("cpu", torch.uint8).reshape(sets, n).contiguous()
+    # CUDA runs sets of at most 16 points in 2 or 3 objectives (one thread per set); others go through the host.
+    on_device = points.device.type == "cuda" and n <= CUDA_MAX_POINTS and d in (2, 3)
+    where = points.device if on_device else torch.device("cpu")
+    flat_points = points.detach().to(where, torch.float64).reshape(sets, n, d).contiguous()
+    flat_ref = ref.detach().to(where, torch.float64).reshape(-1, d).contiguous()
+    flat_mask = None if mask is None else mask.to(where, torch.uint8).reshape(sets, n).contiguous()
     outputs = {
-        "hv": torch.zeros(sets, dtype=torch.float64) if hv else None,
-        "contributions": torch.zeros(sets, n, dtype=torch.float64) if contributions else None,
-        "grad_points": torch.zeros(sets, n, d, dtype=torch.float64) if grad else None,
-        "grad_ref": torch.zeros(sets, d, dtype=torch.float64) if grad else None,
+        "hv": torch.zeros(sets, dtype=torch.float64, device=where) if hv else None,
+        "contributions": torch.zeros(sets, n, dtype=torch.float64, device=where) if contributions else None,
+        "grad_points": torch.zeros(sets, n, d, dtype=torch.float64, device=where) if grad else None,
+        "grad_ref": torch.zeros(sets, d, dtype=torch.float64, device=where) if grad else None,
     }
     if sets and n:
         def address(tensor):
             return 0 if tensor is None else tensor.data_ptr()
 
+        device_index, stream = plumbing.launch_target(where)
         plumbing.extension().hypervolume(
-            host_points.data_ptr(), host_ref.data_ptr(), d if ref.dim() > 1 else 0, address(host_mask), sets, n, d,
+            flat_points.data_ptr(), flat_ref.data_ptr(), d if ref.dim() > 1 else 0, address(flat_mask), sets, n, d,
             maximize, address(outputs["hv"]), address(outputs["contributions"]), address(outputs["grad_points"]),
-            address(outputs["grad_ref"]), plumbing.num_threads())
+            address(outputs["grad_ref"]), device_index, stream, plumbing.num_threads())
 
     def back(tensor, shape):
         return None if tensor is None else tensor.reshape(shape).to(points.device, points.dtype)

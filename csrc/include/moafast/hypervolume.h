@@ -34,4 +34,9 @@ namespace cpu {
 void hypervolume(const HypervolumeArgs& args);
 }  // namespace cpu
 
+namespace cuda {
+// Sets that hv_small::fits (n <= 16, d = 2 or 3), one thread per set, on `stream` of `device`.
+void hypervolume_small_sets(const HypervolumeArgs& args, int device, void* stream);
+}  // namespace cuda
+
 }  // namespace moafast

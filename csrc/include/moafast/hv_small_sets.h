@@ -1,0 +1,216 @@
+// Sets of at most kSmallSetMax points in 2 or 3 objectives (HaM's many small fronts), all outputs at once on
+// fixed-size local arrays: shared by the CPU driver (one set per OpenMP task) and the CUDA kernel (one set
+// per thread), so the CPU tests exercise the formulas the GPU runs. Same definitions as hypervolume.h;
+// rows that another row beats in every objective are left out wherever they cannot matter.
+#pragma once
+
+#include <cstdint>
+
+#include "moafast/common.h"
+#include "moafast/hypervolume.h"
+
+namespace moafast::hv_small {
+
+constexpr int kSmallSetMax = 16;
+
+MOAFAST_HD bool fits(int64_t n, int64_t d) { return n <= kSmallSetMax && (d == 2 || d == 3); }
+
+MOAFAST_HD void sort_by(int* order, int n, const double* rows, int stride, int key) {
+  for (int a = 0; a < n; ++a) order[a] = a;
+  for (int a = 1; a < n; ++a) {
+    const int moving = order[a];
+    int b = a;
+    for (; b > 0 && rows[order[b - 1] * stride + key] > rows[moving * stride + key]; --b) order[b] = order[b - 1];
+    order[b] = moving;
+  }
+}
+
+MOAFAST_HD double volume_1d(const double* rows, int n, const double* ref) {
+  double best = ref[0];
+  for (int i = 0; i < n; ++i) best = rows[i] < best ? rows[i] : best;
+  return n ? ref[0] - best : 0.0;
+}
+
+MOAFAST_HD double volume_2d(const double* rows, int n, const double* ref) {
+  int order[kSmallSetMax];
+  sort_by(order, n, rows, 2, 0);
+  double area = 0.0, level = ref[1];
+  for (int a = 0; a < n; ++a) {
+    const double* p = rows + order[a] * 2;
+    if (p[1] < level) {
+      area += (ref[0] - p[0]) * (level - p[1]);
+      level = p[1];
+    }
+  }
+  return area;
+}
+
+// Sweep in the third objective over a 2-D staircase kept in arrays (x ascending, y descending).
+MOAFAST_HD double volume_3d(const double* rows, int n, const double* ref) {
+  int order[kSmallSetMax];
+  sort_by(order, n, rows, 3, 2);
+  double xs[kSmallSetMax], ys[kSmallSetMax];
+  int steps = 0;
+  double area = 0.0, volume = 0.0;
+  for (int a = 0; a < n; ++a) {
+    const double* p = rows + order[a] * 3;
+    if (a > 0) volume += area * (p[2] - rows[order[a - 1] * 3 + 2]);
+    int position = 0;
+    while (position < steps && xs[position] < p[0]) ++position;
+    if (position < steps && xs[position] == p[0] && ys[position] <= p[1]) continue;
+    if (position > 0 && ys[position - 1] <= p[1]) continue;
+    double top = position > 0 ? ys[position - 1] : ref[1], left = p[0];
+    int end = position;
+    for (; end < steps && ys[end] >= p[1]; ++end) {
+      area += (xs[end] - left) * (top - p[1]);
+      left = xs[end];
+      top = ys[end];
+    }
+    area += ((end < steps ? xs[end] : ref[0]) - left) * (top - p[1]);
+    const int removed = end - position;  // [position, end) becomes the one new step
+    if (removed == 0) {
+      for (int s = steps; s > position; --s) xs[s] = xs[s - 1], ys[s] = ys[s - 1];
+      ++steps;
+    } else if (removed > 1) {
+      for (int s = end; s < steps; ++s) xs[s - removed + 1] = xs[s], ys[s - removed + 1] = ys[s];
+      steps -= removed - 1;
+    }
+    xs[position] = p[0];
+    ys[position] = p[1];
+  }
+  return n ? volume + area * (ref[2] - rows[order[n - 1] * 3 + 2]) : 0.0;
+}
+
+MOAFAST_HD double volume(const double* rows, int n, int d, const double* ref) {
+  if (d == 1) return volume_1d(rows, n, ref);
+  return d == 2 ? volume_2d(rows, n, ref) : volume_3d(rows, n, ref);
+}
+
+MOAFAST_HD bool all_less(const double* a, const double* b, int d) {
+  for (int k = 0; k < d; ++k)
+    if (!(a[k] < b[k])) return false;
+  return true;
+}
+
+MOAFAST_HD bool all_at_most(const double* a, const double* b, int d) {
+  for (int k = 0; k < d; ++k)
+    if (a[k] > b[k]) return false;
+  return true;
+}
+
+// prod_{l != k}(r_l - q_l) - HV_{d-1}({max(pi_k q, pi_k y_j) : y_jk < q_k}).
+MOAFAST_HD double face(const double* rows, int n, int d, const double* query, int k, const double* ref) {
+  double limit[kSmallSetMax * 2], projected_ref[2], box = 1.0;
+  for (int l = 0, m = 0; l < d; ++l)
+    if (l != k) projected_ref[m++] = ref[l], box *= ref[l] - query[l];
+  int count = 0;
+  for (int j = 0; j < n; ++j) {
+    const double* q = rows + j * d;
+    if (!(q[k] < query[k])) continue;
+    bool covered = true;
+    for (int l = 0, m = 0; l < d; ++l) {
+      if (l == k) continue;
+      const double value = q[l] > query[l] ? q[l] : query[l];
+      covered = covered && value == query[l];
+      limit[count * (d - 1) + m++] = value;
+    }
+    if (covered) return 0.0;
+    ++count;
+  }
+  return box - volume(limit, count, d - 1, projected_ref);
+}
+
+// Set b of the batch: gather (minimisation form), compute what args asks for, scatter. Requires fits(n, d).
+MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
+  const int n = static_cast<int>(args.n), d = static_cast<int>(args.d);
+  const double sign = args.maximize ? -1.0 : 1.0;
+  const double* points = args.points + b * args.n * args.d;
+  double ref[3], members[kSmallSetMax * 3], edge[kSmallSetMax * 3];
+  int member_rows[kSmallSetMax], edge_rows[kSmallSetMax], edge_axes[kSmallSetMax];
+  int count = 0, edges = 0;
+  for (int k = 0; k < d; ++k) ref[k] = sign * args.ref[b * args.ref_batch_stride + k];
+  for (int i = 0; i < n; ++i) {
+    if (args.mask && !args.mask[b * args.n + i]) continue;
+    int equal = 0, on = -1;
+    bool inside = true;
+    for (int k = 0; k < d; ++k) {
+      const double y = sign * points[i * d + k];
+      inside = inside && y <= ref[k];
+      if (y == ref[k]) equal += 1, on = k;
+    }
+    if (!inside || equal > 1) continue;
+    double* row = equal == 1 ? edge + edges * d : members + count * d;
+    for (int k = 0; k < d; ++k) row[k] = sign * points[i * d + k];
+    if (equal == 1)
+      edge_rows[edges] = i, edge_axes[edges++] = on;
+    else
+      member_rows[count++] = i;
+  }
+  if (args.hv && !args.contributions && !args.grad_points && !args.grad_ref) {  // the sweeps skip dominated rows
+    args.hv[b] = volume(members, count, d, ref);
+    return;
+  }
+  double kept[kSmallSetMax * 3];
+  int kept_count = 0, beater[kSmallSetMax], beaters[kSmallSetMax], by_first[kSmallSetMax];
+  sort_by(by_first, count, members, d, 0);  // only a row earlier in the first objective can beat a row
+  for (int a = 0; a < count; ++a) {
+    const int i = by_first[a];
+    beaters[i] = 0;
+    beater[i] = -1;
+    for (int c = 0; c < a && beaters[i] < 2; ++c)
+      if (all_less(members + by_first[c] * d, members + i * d, d)) beater[i] = by_first[c], beaters[i] += 1;
+  }
+  for (int i = 0; i < count; ++i) {
+    if (beaters[i] > 0) continue;
+    for (int k = 0; k < d; ++k) kept[kept_count * d + k] = members[i * d + k];
+    ++kept_count;
+  }
+  if (args.hv) args.hv[b] = volume(kept, kept_count, d, ref);
+  if (args.contributions) {
+    double* out = args.contributions + b * args.n;
+    for (int i = 0; i < n; ++i) out[i] = 0.0;
+    double limit[kSmallSetMax * 3];
+    for (int i = 0; i < count; ++i) {
+      const double* p = members + i * d;
+      bool covered = false;
+      int size = 0;
+      for (int j = 0; j < count && !covered; ++j) {  // a row beaten by another than i cannot shape i's region
+        if (j == i || beaters[j] > 1 || (beaters[j] == 1 && beater[j] != i)) continue;
+        covered = all_at_most(members + j * d, p, d);
+        for (int k = 0; k < d; ++k) limit[size * d + k] = members[j * d + k] > p[k] ? members[j * d + k] : p[k];
+        ++size;
+      }
+      double box = 1.0;
+      for (int k = 0; k < d; ++k) box *= ref[k] - p[k];
+      out[member_rows[i]] = covered ? 0.0 : box - volume(limit, size, d, ref);
+    }
+  }
+  if (args.grad_points) {
+    double* out = args.grad_points + b * args.n * args.d;
+    for (int i = 0; i < n * d; ++i) out[i] = 0.0;
+    for (int i = 0; i < count; ++i)
+      if (beaters[i] == 0)
+        for (int k = 0; k < d; ++k)
+          out[member_rows[i] * d + k] = -sign * face(kept, kept_count, d, members + i * d, k, ref);
+    for (int e = 0; e < edges; ++e)
+      out[edge_rows[e] * d + edge_axes[e]] = -sign * face(kept, kept_count, d, edge + e * d, edge_axes[e], ref);
+  }
+  if (args.grad_ref) {
+    for (int k = 0; k < d; ++k) {  // moving r_k outwards also brings in the points on that boundary
+      double rows[kSmallSetMax * 2], projected_ref[2];
+      int size = 0;
+      for (int i = 0; i < kept_count + edges; ++i) {
+        const double* p = i < kept_count ? kept + i * d : edge + (i - kept_count) * d;
+        if (i >= kept_count && edge_axes[i - kept_count] != k) continue;
+        for (int l = 0, m = 0; l < d; ++l)
+          if (l != k) rows[size * (d - 1) + m++] = p[l];
+        ++size;
+      }
+      for (int l = 0, m = 0; l < d; ++l)
+        if (l != k) projected_ref[m++] = ref[l];
+      args.grad_ref[b * d + k] = sign * volume(rows, size, d - 1, projected_ref);
+    }
+  }
+}
+
+}  // namespace moafast::hv_small
