@@ -104,3 +104,23 @@ def test_cli_trains_ham(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "HaM: 2 steps" in result.stdout
     assert (tmp_path / "run" / "final" / "heads.safetensors").exists()
+
+
+def test_two_process_ddp_run(tmp_path: Path) -> None:
+    """gloo, 2 processes: each scores its own mini-batch, gradients are averaged, only rank 0 writes."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "ham.json"
+    config.write_text(json.dumps(tiny_lm.write_ham_run(tmp_path, max_steps=2, per_device_batch_size=8)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             f"--master_port={port}", "-m", "moafast.cli", "train", "ham", "--config", str(config)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2, "one metrics line per step, from rank 0 only"
+    assert (tmp_path / "run" / "final" / "heads.safetensors").exists()
