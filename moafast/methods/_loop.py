@@ -21,6 +21,43 @@ def make_accelerator():
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def pad_token_id(tokenizer) -> int:
+    """The tokenizer's pad id, else its EOS id (padding is masked out of every loss)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+class ConfigFile:
+    """``from_file`` (JSON or YAML, unknown keys listed in the error) and ``to_dict`` for config dataclasses."""
+
+    @classmethod
+    def from_file(cls, path: str | Path):
+        import dataclasses
+
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(path.read_text())
+        else:
+            values = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+
 def apply_lora(backbone: torch.nn.Module, lora: dict[str, Any] | None) -> torch.nn.Module:
     """``peft.get_peft_model(backbone, LoraConfig(**lora))``, or the backbone itself without ``lora``."""
     if not lora:

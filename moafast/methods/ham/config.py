@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from moafast.methods._loop import OPTIMIZERS
+from moafast.methods._loop import OPTIMIZERS, ConfigFile
 
 HV_MODES = ("exact", "scalarization")
 
 
 @dataclass
-class HaMConfig:
+class HaMConfig(ConfigFile):
     """HaM: ``num_heads`` policies (LM heads on one backbone) trained to maximise the hypervolume of their
     per-objective scores on scored data.
 
@@ -69,22 +67,3 @@ class HaMConfig:
                      "num_directions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> HaMConfig:
-        """From a ``.json`` or ``.yaml``/``.yml`` file; unknown keys raise a ValueError that lists them."""
-        path = Path(path)
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(path.read_text())
-        else:
-            values = json.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown HaM config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -30,15 +30,11 @@ class HaMTrainer:
         self.config = config
         self.accelerator = accelerator or loop.make_accelerator()
         torch.manual_seed(config.seed)
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path or config.model_name_or_path)
-        self.tokenizer = tokenizer
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.tokenizer = tokenizer or loop.load_tokenizer(config.tokenizer_name_or_path or config.model_name_or_path)
+        self.pad_token_id = loop.pad_token_id(self.tokenizer)
         objectives = len(config.objectives)
         self.train_rows = load_scored_rows(config.data, objectives)
-        self.train_data = tokenize_scored(tokenizer, self.train_rows, config.max_length, config.max_prompt_length)
+        self.train_data = tokenize_scored(self.tokenizer, self.train_rows, config.max_length, config.max_prompt_length)
         self.eval_rows = load_scored_rows(config.eval_data, objectives) if config.eval_data else []
         world = self.accelerator.num_processes
         self.steps_per_epoch = len(self.train_data) // (config.per_device_batch_size * world)

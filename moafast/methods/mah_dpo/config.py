@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from moafast.methods._loop import OPTIMIZERS
+from moafast.methods._loop import OPTIMIZERS, ConfigFile
 
 REFERENCE_MODES = ("cache", "frozen", "none")
 
 
 @dataclass
-class MAHDPOConfig:
+class MAHDPOConfig(ConfigFile):
     """A MAH-DPO run. Defaults follow the paper's code where it has one (RMSprop, β = 0.1, head noise 1e-3,
     linear warm-up then constant learning rate, gradient norm clipped at 10).
 
@@ -74,22 +72,3 @@ class MAHDPOConfig:
     @property
     def num_heads(self) -> int:
         return len(self.objectives)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> MAHDPOConfig:
-        """From a ``.json`` or ``.yaml``/``.yml`` file; unknown keys raise a ValueError that lists them."""
-        path = Path(path)
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(path.read_text())
-        else:
-            values = json.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown MAH-DPO config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

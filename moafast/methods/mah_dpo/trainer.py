@@ -31,12 +31,8 @@ class MAHDPOTrainer:
         self.config = config
         self.accelerator = accelerator or loop.make_accelerator()
         torch.manual_seed(config.seed)
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path or config.model_name_or_path)
-        self.tokenizer = tokenizer
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.tokenizer = tokenizer or loop.load_tokenizer(config.tokenizer_name_or_path or config.model_name_or_path)
+        self.pad_token_id = loop.pad_token_id(self.tokenizer)
         self.objective_names = list(config.objectives)
         self.train_pairs = [self._tokenize(config.objectives[name]) for name in self.objective_names]
         self.eval_pairs = {name: self._tokenize(path) for name, path in config.eval_objectives.items()}
