@@ -3,6 +3,7 @@ logging, checkpoints with exact resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,6 @@ class ConfigFile:
 
     @classmethod
     def from_file(cls, path: str | Path):
-        import dataclasses
-
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -53,9 +52,50 @@ class ConfigFile:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainingConfig(ConfigFile):
+    """The fields every method's trainer reads; each method's config adds its own (and may change defaults).
+
+    ``per_device_batch_size`` counts examples (pairs, scored rows) per process per micro-batch; the global
+    batch is ``per_device_batch_size x processes x gradient_accumulation_steps``. ``lora``: a
+    ``peft.LoraConfig`` keyword dict for the backbone. ``resume_from_checkpoint``: a checkpoint directory or
+    ``"latest"`` in ``output_dir``.
+    """
+
+    model_name_or_path: str
+    output_dir: str
+    tokenizer_name_or_path: str | None = None
+    head_init_noise: float = 1e-3
+    head_init_seed: int = 42
+    per_device_batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 100
+    learning_rate: float = 5e-7
+    warmup_steps: int = 0
+    optimizer: str = "adamw"
+    max_grad_norm: float = 10.0
+    max_length: int = 512
+    max_prompt_length: int = 256
+    chunk_size: int | None = None
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 0
+    resume_from_checkpoint: str | None = None
+    lora: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("max_steps", "gradient_accumulation_steps", "save_steps", "logging_steps",
+                     "per_device_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be below max_length "
+                             f"({self.max_length})")
 
 
 def apply_lora(backbone: torch.nn.Module, lora: dict[str, Any] | None) -> torch.nn.Module:

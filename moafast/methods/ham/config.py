@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from moafast.methods._loop import OPTIMIZERS, ConfigFile
+from moafast.methods._loop import TrainingConfig
 
 HV_MODES = ("exact", "scalarization")
 
 
-@dataclass
-class HaMConfig(ConfigFile):
+@dataclass(kw_only=True)
+class HaMConfig(TrainingConfig):
     """HaM: ``num_heads`` policies (LM heads on one backbone) trained to maximise the hypervolume of their
     per-objective scores on scored data.
 
@@ -23,47 +22,27 @@ class HaMConfig(ConfigFile):
     random-scalarisation estimate with ``num_directions`` directions (large K).
     """
 
-    model_name_or_path: str
     objectives: list[str]
     data: str
-    output_dir: str
     num_heads: int = 5
-    tokenizer_name_or_path: str | None = None
     eval_data: str | None = None
     hv_mode: str = "exact"
     num_directions: int = 256
     margin: float = 0.1
     length_normalise: bool = True
     head_init_noise: float = 1e-2
-    head_init_seed: int = 42
     per_device_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_steps: int = 100
     learning_rate: float = 1e-5
-    warmup_steps: int = 0
-    optimizer: str = "adamw"
-    max_grad_norm: float = 10.0
-    max_length: int = 512
-    max_prompt_length: int = 256
-    chunk_size: int | None = None
-    save_steps: int = 50
-    logging_steps: int = 1
-    seed: int = 0
-    resume_from_checkpoint: str | None = None
-    lora: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if len(self.objectives) < 1:
             raise ValueError("objectives: expected at least one objective name (one reward per row each)")
         if self.num_heads < 1:
             raise ValueError(f"num_heads: expected >= 1 policy head, got {self.num_heads}")
         if self.hv_mode not in HV_MODES:
             raise ValueError(f"hv_mode: expected one of {HV_MODES}, got {self.hv_mode!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.margin > 0:
             raise ValueError(f"margin: expected > 0 (the normalised points must dominate the reference), got {self.margin}")
-        for name in ("max_steps", "gradient_accumulation_steps", "save_steps", "logging_steps", "per_device_batch_size",
-                     "num_directions"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.num_directions < 1:
+            raise ValueError(f"num_directions: expected >= 1, got {self.num_directions}")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from moafast.methods._loop import OPTIMIZERS, ConfigFile
+from moafast.methods._loop import TrainingConfig
 
 REFERENCE_MODES = ("cache", "frozen", "none")
 
 
-@dataclass
-class MAHDPOConfig(ConfigFile):
+@dataclass(kw_only=True)
+class MAHDPOConfig(TrainingConfig):
     """A MAH-DPO run. Defaults follow the paper's code where it has one (RMSprop, β = 0.1, head noise 1e-3,
     linear warm-up then constant learning rate, gradient norm clipped at 10).
 
@@ -23,41 +22,22 @@ class MAHDPOConfig(ConfigFile):
     ``output_dir``; ``"frozen"`` keeps a frozen copy and scores every batch; ``"none"`` is reference-free.
     """
 
-    model_name_or_path: str
     objectives: dict[str, str]
-    output_dir: str
-    tokenizer_name_or_path: str | None = None
     eval_objectives: dict[str, str] = field(default_factory=dict)
     beta: float = 0.1
     loss_type: str | list[str] = "sigmoid"
     loss_weights: list[float] | None = None
     label_smoothing: float = 0.0
-    head_init_noise: float = 1e-3
-    head_init_seed: int = 42
     reference: str = "cache"
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 1
-    max_steps: int = 100
-    learning_rate: float = 5e-7
     warmup_steps: int = 150
     optimizer: str = "rmsprop"
-    max_grad_norm: float = 10.0
-    max_length: int = 512
-    max_prompt_length: int = 256
-    chunk_size: int | None = None
-    save_steps: int = 50
-    logging_steps: int = 1
-    seed: int = 0
-    resume_from_checkpoint: str | None = None
-    lora: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.objectives:
             raise ValueError("objectives: expected at least one objective -> preference file")
         if self.reference not in REFERENCE_MODES:
             raise ValueError(f"reference: expected one of {REFERENCE_MODES}, got {self.reference!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.per_device_batch_size % len(self.objectives):
             raise ValueError(f"per_device_batch_size: {self.per_device_batch_size} pairs must be a multiple of the "
                              f"{len(self.objectives)} objectives (balanced batches); e.g. "
@@ -65,9 +45,6 @@ class MAHDPOConfig(ConfigFile):
         if self.eval_objectives and set(self.eval_objectives) - set(self.objectives):
             raise ValueError(f"eval_objectives: {sorted(set(self.eval_objectives) - set(self.objectives))} are not "
                              f"training objectives {list(self.objectives)}")
-        for name in ("max_steps", "gradient_accumulation_steps", "save_steps", "logging_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
 
     @property
     def num_heads(self) -> int:
