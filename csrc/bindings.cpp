@@ -65,7 +65,7 @@ void logprobs_backward(uintptr_t logits, int64_t rows, int64_t vocab, int64_t lo
   raise_if_bad(bad_row, targets, targets_stride, vocab, ignore_index);
 }
 
-void hypervolume(uintptr_t points, uintptr_t ref, int64_t ref_batch_stride, uintptr_t mask, int64_t batch, int64_t n,
+int64_t hypervolume(uintptr_t points, uintptr_t ref, int64_t ref_batch_stride, uintptr_t mask, int64_t batch, int64_t n,
                  int64_t d, bool maximize, uintptr_t hv, uintptr_t contributions, uintptr_t grad_points,
                  uintptr_t grad_ref, int device, uintptr_t stream, int num_threads) {
   HypervolumeArgs args;
@@ -83,10 +83,13 @@ void hypervolume(uintptr_t points, uintptr_t ref, int64_t ref_batch_stride, uint
   args.grad_ref = as_ptr<double>(grad_ref);
   args.num_threads = num_threads;
   py::gil_scoped_release release;
-  if (device >= 0)
+  if (device >= 0) {
     cuda::hypervolume_small_sets(args, device, as_ptr<void>(stream));
-  else
-    cpu::hypervolume(args);
+    return -1;
+  }
+  const int64_t bad = cpu::first_non_finite(args);
+  if (bad == -1) cpu::hypervolume(args);
+  return bad;
 }
 
 }  // namespace
@@ -100,7 +103,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("hypervolume", &hypervolume,
         "Exact hypervolume, contributions and one-sided gradients of [batch, n, d] float64 sets; device < 0 "
         "runs on the CPU, device >= 0 takes sets of at most 16 points in 2 or 3 objectives; a zero address "
-        "skips that output.");
+        "skips that output. On the CPU, non-finite input computes nothing and returns -2 (ref) or the first "
+        "set * n + point with a non-finite unmasked coordinate; otherwise -1.");
   m.def("cpu_isa", [] { return cpu::isa_name(cpu::active_isa()); }, "The CPU instruction set the kernels run with.");
   m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"),
         "Force the CPU kernels' ISA: 'auto', 'baseline', 'avx2' or 'avx512' (for tests and comparisons).");

@@ -3,6 +3,7 @@
 #include "moafast/hypervolume.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <vector>
 
@@ -79,6 +80,18 @@ void one_set(const HypervolumeArgs& args, int64_t b) {
 }
 
 }  // namespace
+
+int64_t first_non_finite(const HypervolumeArgs& args) {
+  const int64_t ref_rows = args.ref_batch_stride ? args.batch : 1;
+  for (int64_t k = 0; k < ref_rows * args.d; ++k)
+    if (!std::isfinite(args.ref[k])) return -2;
+  for (int64_t i = 0; i < args.batch * args.n; ++i) {
+    if (args.mask && !args.mask[i]) continue;
+    for (int64_t k = 0; k < args.d; ++k)
+      if (!std::isfinite(args.points[i * args.d + k])) return i;
+  }
+  return -1;
+}
 
 void hypervolume(const HypervolumeArgs& args) {
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(args.num_threads, args.batch)));

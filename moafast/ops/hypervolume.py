@@ -28,6 +28,7 @@ volumes overflow float64 give ``inf`` hypervolume (and NaN contributions and gra
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from moafast.ops import _plumbing as plumbing
@@ -63,26 +64,35 @@ def _check(points, ref, mask) -> tuple[int, int, tuple[int, ...]]:
     return n, d, batch
 
 
-def _check_finite(points, ref, mask) -> None:
-    if not bool(torch.isfinite(ref).all()):
+def _raise_non_finite(points, ref, flat_index: int) -> None:
+    """``flat_index``: -2 for ``ref``, else the set * n + point the kernel (or the check) found."""
+    if flat_index == -2:
         raise ValueError(f"ref: expected finite coordinates, got {ref.tolist()}")
+    index = list(np.unravel_index(flat_index, points.shape[:-1])) if points.dim() > 2 else [flat_index]
+    raise ValueError(f"points{[int(i) for i in index]}: expected finite coordinates in every unmasked point, got "
+                     f"{points[tuple(int(i) for i in index)].tolist()} (mask the point out or clip it)")
+
+
+def _first_non_finite(points, ref, mask) -> int:
+    """The kernel's non-finite report, computed with torch for CUDA tensors (the GPU kernel does not check)."""
+    if not bool(torch.isfinite(ref).all()):
+        return -2
     finite = torch.isfinite(points).all(-1)
     if mask is not None:
         finite = finite | ~mask
-    if not bool(finite.all()):
-        index = [int(i) for i in (~finite).nonzero()[0]]
-        raise ValueError(f"points{index}: expected finite coordinates in every unmasked point, got "
-                         f"{points[tuple(index)].tolist()} (mask the point out or clip it)")
+    bad = (~finite).reshape(-1).nonzero()
+    return int(bad[0, 0]) if bad.numel() else -1
 
 
 def _run(points, ref, mask, maximize, *, hv=False, contributions=False, grad=False):
     n, d, batch = _check(points, ref, mask)
-    _check_finite(points, ref, mask)
     sets = 1
     for size in batch:
         sets *= size
     # CUDA runs sets of at most 16 points in 2 or 3 objectives (one thread per set); others go through the host.
     on_device = points.device.type == "cuda" and n <= CUDA_MAX_POINTS and d in (2, 3)
+    if points.device.type == "cuda" and (bad := _first_non_finite(points, ref, mask)) != -1:
+        _raise_non_finite(points, ref, bad)
     where = points.device if on_device else torch.device("cpu")
     flat_points = points.detach().to(where, torch.float64).reshape(sets, n, d).contiguous()
     flat_ref = ref.detach().to(where, torch.float64).reshape(-1, d).contiguous()
@@ -98,10 +108,14 @@ def _run(points, ref, mask, maximize, *, hv=False, contributions=False, grad=Fal
             return 0 if tensor is None else tensor.data_ptr()
 
         device_index, stream = plumbing.launch_target(where)
-        plumbing.extension().hypervolume(
+        bad = plumbing.extension().hypervolume(
             flat_points.data_ptr(), flat_ref.data_ptr(), d if ref.dim() > 1 else 0, address(flat_mask), sets, n, d,
             maximize, address(outputs["hv"]), address(outputs["contributions"]), address(outputs["grad_points"]),
             address(outputs["grad_ref"]), device_index, stream, plumbing.num_threads())
+        if bad != -1:
+            _raise_non_finite(points, ref, bad)
+    elif not bool(torch.isfinite(ref).all()):
+        _raise_non_finite(points, ref, -2)
 
     def back(tensor, shape):
         return None if tensor is None else tensor.reshape(shape).to(points.device, points.dtype)

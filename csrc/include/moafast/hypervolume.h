@@ -32,6 +32,9 @@ struct HypervolumeArgs {
 
 namespace cpu {
 void hypervolume(const HypervolumeArgs& args);
+// -2 when a reference coordinate is not finite, else the first (set * n + point) whose unmasked coordinates
+// are not all finite, else -1.
+int64_t first_non_finite(const HypervolumeArgs& args);
 }  // namespace cpu
 
 namespace cuda {
