@@ -17,8 +17,10 @@ the others contribute nothing and get zero gradient. With S the points that take
 
 Computed in float64 whatever the input dtype (float32 outputs are rounded once at the end). Algorithms
 (CPU, one set per OpenMP task): d=2 sort and sweep, d=3 sweep over a balanced-tree staircase (both
-O(n log n)), d>=4 WFG-style exclusive volumes against limit sets, slicing the last objective;
-contributions and faces use limit sets over the lower-dimensional algorithms; sets of at most 16 points in
+O(n log n)), d=4 a sweep of the fourth objective over incremental 3-D exclusive volumes (O(n^2)), d>=5
+WFG-style exclusive volumes against limit sets, slicing the last objective down to the 4-D sweep;
+contributions by sweeps for d=2 and 3 (O(n log n) and near it), by limit sets above; faces by limit sets
+over the lower-dimensional algorithms; sets of at most 16 points in
 2 or 3 objectives take a stack-only path that computes every output at once. On CUDA those small sets run
 one per thread with the same code (moafast/hv_small_sets.h); larger sets are computed on the host and
 returned on their device.
