@@ -121,6 +121,7 @@ def _forward(hidden, weight, labels, head_index, ref_chosen, ref_rejected, bias,
     grad_bias = torch.zeros(bias.shape if bias is not None else (0,), dtype=accumulation, device=device)
     chunk_tokens = chunk_size if chunk_size > 0 else default_chunk_size(vocab)
     pair_lengths = (lengths[:pairs] + lengths[pairs:]).tolist()
+    chosen_tokens = lengths[:pairs].sum()
     pair_heads = heads_of_pairs.tolist()
     for k in range(heads):
         w = weight[k] if weight.dim() == 3 else weight
@@ -145,7 +146,7 @@ def _forward(hidden, weight, labels, head_index, ref_chosen, ref_rejected, bias,
                 None if ref_chosen is None else ref_chosen.index_select(0, group_pairs),
                 None if ref_rejected is None else ref_rejected.index_select(0, group_pairs),
                 weights_of_pairs.index_select(0, group_pairs), chosen_lengths=lengths.index_select(0, group_pairs),
-                rejected_lengths=lengths.index_select(0, group_pairs + pairs), sft_total_length=lengths[:pairs].sum(),
+                rejected_lengths=lengths.index_select(0, group_pairs + pairs), sft_total_length=chosen_tokens,
                 **loss_options)
             if not tokens.numel():
                 continue
