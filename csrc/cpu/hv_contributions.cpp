@@ -88,6 +88,12 @@ class Contributions3d {
 
  private:
   using Steps = std::map<double, size_t>;  // x -> row, y strictly decreasing along x
+  using Shadows = std::vector<std::pair<double, double>>;  // (x, y), x increasing, y decreasing; usually few
+
+  static Shadows::iterator first_at_or_after(Shadows& shadows, double sx) {
+    return std::lower_bound(shadows.begin(), shadows.end(), sx,
+                            [](const std::pair<double, double>& s, double x) { return s.first < x; });
+  }
 
   double x(size_t i) const { return points_.row(i)[0]; }
   double y(size_t i) const { return points_.row(i)[1]; }
@@ -112,12 +118,13 @@ class Contributions3d {
     return (right - x(i)) * (top - y(i)) - covered;
   }
 
-  static void add_shadow(std::map<double, double>& shadows, double sx, double sy) {
-    auto next = shadows.lower_bound(sx);
+  static void add_shadow(Shadows& shadows, double sx, double sy) {
+    const auto next = first_at_or_after(shadows, sx);
     if (next != shadows.end() && next->first == sx && next->second <= sy) return;
     if (next != shadows.begin() && std::prev(next)->second <= sy) return;
-    while (next != shadows.end() && next->second >= sy) next = shadows.erase(next);
-    shadows.emplace_hint(next, sx, sy);
+    auto end = next;
+    while (end != shadows.end() && end->second >= sy) ++end;
+    shadows.insert(shadows.erase(next, end), {sx, sy});
   }
 
   void refresh(Steps::iterator at, double height) {
@@ -137,20 +144,23 @@ class Contributions3d {
       return;
     }
     auto first = front_.lower_bound(qx);
-    std::map<double, double> taken;
+    Shadows taken;
     while (first != front_.end() && y(first->second) >= qy) {  // rows q dominates in (x, y) leave T
       settle(first->second, height);
       area_[first->second] = 0.0;
-      taken.emplace(first->first, y(first->second));
+      shadows_[first->second].clear();
+      taken.emplace_back(first->first, y(first->second));
       first = front_.erase(first);
     }
-    if (first != front_.end()) {  // the next row's rectangle now stops at q's y
+    if (first != front_.end()) {  // the next row's rectangle now stops at q's y: drop its shadows above
       auto& shadows = shadows_[first->second];
-      for (auto it = shadows.begin(); it != shadows.end();) it = it->second >= qy ? shadows.erase(it) : std::next(it);
+      auto keep = shadows.begin();
+      while (keep != shadows.end() && keep->second >= qy) ++keep;
+      shadows.erase(shadows.begin(), keep);
     }
     if (first != front_.begin()) {  // the previous row's rectangle now stops at q's x
       auto& shadows = shadows_[std::prev(first)->second];
-      shadows.erase(shadows.lower_bound(qx), shadows.end());
+      shadows.erase(first_at_or_after(shadows, qx), shadows.end());
     }
     const auto at = front_.emplace_hint(first, qx, q);
     shadows_[q] = std::move(taken);
@@ -163,7 +173,7 @@ class Contributions3d {
   const PointSet& points_;
   const double* ref_;
   Steps front_;
-  std::vector<std::map<double, double>> shadows_;
+  std::vector<Shadows> shadows_;
   std::vector<double> area_, since_, total_;
 };
 
