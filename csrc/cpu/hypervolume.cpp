@@ -30,16 +30,10 @@ void one_set(const HypervolumeArgs& args, int64_t b) {
   for (int64_t k = 0; k < d; ++k) ref[k] = sign * args.ref[b * args.ref_batch_stride + k];
   for (int64_t i = 0; i < n; ++i) {
     if (args.mask && !args.mask[b * n + i]) continue;
-    int equal = 0, on = -1;
-    bool inside = true;
-    for (int64_t k = 0; k < d; ++k) {
-      const double y = sign * points[i * d + k];
-      inside = inside && y <= ref[k];
-      if (y == ref[k]) equal += 1, on = static_cast<int>(k);
-    }
-    if (!inside || equal > 1) continue;
-    if (equal == 1) {
-      boundary.emplace_back(i, on);
+    const int role = point_role(points + i * d, ref.data(), sign, d);
+    if (role == kNotTakingPart) continue;
+    if (role != kMember) {
+      boundary.emplace_back(i, role);
       continue;
     }
     members.push_back(i);

@@ -1,5 +1,6 @@
 // Hypervolume of many small sets on CUDA: one thread per set, running the same small-set code as the CPU
 // (moafast/hv_small_sets.h). Larger sets go through the host (see moafast/ops/hypervolume.py).
+// Compiled-only so far: no GPU has run it; tests/test_hypervolume_cuda.py and bench/gpu_check.sh will.
 #include <cuda_runtime.h>
 
 #include <stdexcept>

@@ -22,7 +22,7 @@ from moafast.losses.pair_gradients import PAIR_LOCAL_LOSS_TYPES, pair_loss_gradi
 from moafast.ops import _plumbing as plumbing
 from moafast.ops._library import library
 from moafast.ops.fused_linear_logprobs import (
-    _launch_backward_in_place, _launch_forward, _logits, default_chunk_size,
+    _launch_backward_in_place, _launch_forward, _logits, check_targets_in_range, default_chunk_size,
 )
 
 library.define(
@@ -83,14 +83,6 @@ def _pair_chunks(pair_ids: list[int], tokens_per_pair: list[int], chunk_tokens: 
     return groups + [current] if current else groups
 
 
-def _check_targets(labels: torch.Tensor, valid: torch.Tensor, vocab: int) -> None:
-    bad = valid & ((labels < 0) | (labels >= vocab))
-    if bool(bad.any()):
-        row, column = (int(i) for i in bad.nonzero()[0])
-        raise IndexError(f"labels[{row}, {column}] = {int(labels[row, column])} is outside [0, {vocab}) and is "
-                         f"not ignore_index")
-
-
 @torch.library.impl(library, "fused_linear_dpo_loss", "CPU")
 @torch.library.impl(library, "fused_linear_dpo_loss", "CUDA")
 def _forward(hidden, weight, labels, head_index, ref_chosen, ref_rejected, bias, loss_types, loss_weights, beta,
@@ -100,8 +92,7 @@ def _forward(hidden, weight, labels, head_index, ref_chosen, ref_rejected, bias,
     sequences, length, width = hidden.shape
     vocab = weight.shape[-2]
     labels = labels.to(torch.int64)
-    valid = labels != ignore_index
-    _check_targets(labels, valid, vocab)
+    valid = check_targets_in_range("labels", labels, ignore_index, vocab)
     lengths = valid.sum(1)
     heads_of_pairs = (torch.zeros(pairs, dtype=torch.int64, device=device) if head_index is None
                       else head_index.to(torch.int64))

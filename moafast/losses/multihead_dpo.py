@@ -27,29 +27,19 @@ class MultiHeadDPOOutput(NamedTuple):
 
 
 def sequence_logps(
-    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, head_index: torch.Tensor,
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, head_index: torch.Tensor | None = None,
     bias: torch.Tensor | None = None, ignore_index: int = -100, chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """``[S]`` summed log-probs of ``labels[S, T]`` (``ignore_index`` outside the completion) under the
-    head ``head_index[S]`` of ``weight[K, V, H]``, from ``hidden[S, T, H]``."""
+    """Summed log-probs of ``labels[S, T]`` (``ignore_index`` outside the completion) from ``hidden[S, T, H]``
+    through :func:`moafast.ops.fused_linear_logprobs`: ``[S]`` for one head ``weight[V, H]`` or with
+    ``head_index[S]`` routing each sequence to a head of ``weight[K, V, H]``; ``[K, S]`` for every head of
+    ``weight[K, V, H]`` when ``head_index`` is None."""
     sequences, length, width = hidden.shape
-    token_heads = head_index.to(torch.int64)[:, None].expand(sequences, length)
-    logp, _ = fused_linear_logprobs(hidden.reshape(-1, width), weight, labels.reshape(-1),
-                                    token_heads.reshape(-1), bias, ignore_index, chunk_size)
-    return logp.view(sequences, length).sum(1)
-
-
-@torch.no_grad()
-def _reference_logps(hidden, weight, labels, head_index, ignore_index, chunk_size):
-    pairs = hidden.shape[0] // 2
-    width = hidden.shape[-1]
-    routing = None
-    if weight.dim() == 3:
-        routing = torch.cat([head_index, head_index])[:, None].expand(labels.shape).reshape(-1)
-    logp, _ = fused_linear_logprobs(hidden.detach().reshape(-1, width), weight.detach(), labels.reshape(-1), routing,
-                                    None, ignore_index, chunk_size)
-    logps = logp.view(labels.shape).sum(1)
-    return logps[:pairs], logps[pairs:]
+    routing = None if head_index is None else \
+        head_index.to(torch.int64)[:, None].expand(sequences, length).reshape(-1)
+    logp, _ = fused_linear_logprobs(hidden.reshape(-1, width), weight, labels.reshape(-1), routing, bias,
+                                    ignore_index, chunk_size)
+    return logp.view(*logp.shape[:-1], sequences, length).sum(-1)
 
 
 def multi_head_dpo_loss(
@@ -97,8 +87,11 @@ def multi_head_dpo_loss(
     if ref_weight is not None:
         if ref_chosen_logps is not None or ref_rejected_logps is not None:
             raise ValueError("ref_weight: give either reference log-probs or reference weights, not both")
-        ref_chosen_logps, ref_rejected_logps = _reference_logps(
-            hidden if ref_hidden is None else ref_hidden, ref_weight, labels, head_index, ignore_index, chunk_size)
+        with torch.no_grad():
+            ref_logps = sequence_logps((hidden if ref_hidden is None else ref_hidden).detach(), ref_weight.detach(),
+                                       labels, torch.cat([head_index, head_index]) if ref_weight.dim() == 3 else None,
+                                       None, ignore_index, chunk_size)
+        ref_chosen_logps, ref_rejected_logps = ref_logps[:pairs], ref_logps[pairs:]
     loss_types = loss_kwargs.get("loss_type", "sigmoid")
     loss_types = {loss_types} if isinstance(loss_types, str) else set(loss_types)
     if grad_in_forward is None:

@@ -73,15 +73,22 @@ def _check(hidden, weight, targets, head_index, bias) -> tuple[torch.device, int
     return device, heads, weight.dim() == 3 and head_index is None
 
 
-def _segments(targets, head_index, heads, all_heads, ignore_index, vocab):
-    """(head, output row, token indices) for every group of tokens scored by one head. Finding the groups
-    syncs with the device once per call (index lists), never per token."""
+def check_targets_in_range(name: str, targets: torch.Tensor, ignore_index: int, vocab: int) -> torch.Tensor:
+    """The mask of ``targets != ignore_index``; raises IndexError naming the first other target outside
+    ``[0, vocab)`` (one device sync)."""
     valid = targets != ignore_index
     out_of_range = valid & ((targets < 0) | (targets >= vocab))
     if bool(out_of_range.any()):
-        row = int(out_of_range.nonzero()[0, 0])
-        raise IndexError(f"targets[{row}] = {int(targets[row])} is outside [0, {vocab}) and is not ignore_index "
-                         f"({ignore_index})")
+        index = out_of_range.nonzero()[0].tolist()
+        raise IndexError(f"{name}{index} = {int(targets[tuple(index)])} is outside [0, {vocab}) and is not "
+                         f"ignore_index ({ignore_index})")
+    return valid
+
+
+def _segments(targets, head_index, heads, all_heads, ignore_index, vocab):
+    """(head, output row, token indices) for every group of tokens scored by one head. Finding the groups
+    syncs with the device once per call (index lists), never per token."""
+    valid = check_targets_in_range("targets", targets, ignore_index, vocab)
     if head_index is None:
         tokens = valid.nonzero().squeeze(1)
         if all_heads:

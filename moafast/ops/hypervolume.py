@@ -21,9 +21,9 @@ O(n log n)), d=4 a sweep of the fourth objective over incremental 3-D exclusive 
 WFG-style exclusive volumes against limit sets, slicing the last objective down to the 4-D sweep;
 contributions by sweeps for d=2 and 3 (O(n log n) and near it), by limit sets above; faces by limit sets
 over the lower-dimensional algorithms; sets of at most 16 points in
-2 or 3 objectives take a stack-only path that computes every output at once. On CUDA those small sets run
-one per thread with the same code (moafast/hv_small_sets.h); larger sets are computed on the host and
-returned on their device.
+2 or 3 objectives take a stack-only path that computes every output at once. On CUDA those small sets go to
+a kernel running one set per thread with the same code (moafast/hv_small_sets.h) -- compiled, not yet run
+on a GPU; larger sets are computed on the host and returned on their device.
 NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError; finite inputs whose
 volumes overflow float64 give ``inf`` hypervolume (and NaN contributions and gradients for that set).
 """

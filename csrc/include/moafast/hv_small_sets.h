@@ -131,20 +131,14 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
   for (int k = 0; k < d; ++k) ref[k] = sign * args.ref[b * args.ref_batch_stride + k];
   for (int i = 0; i < n; ++i) {
     if (args.mask && !args.mask[b * args.n + i]) continue;
-    int equal = 0, on = -1;
-    bool inside = true;
-    for (int k = 0; k < d; ++k) {
-      const double y = sign * points[i * d + k];
-      inside = inside && y <= ref[k];
-      if (y == ref[k]) equal += 1, on = k;
-    }
-    if (!inside || equal > 1) continue;
-    double* row = equal == 1 ? edge + edges * d : members + count * d;
+    const int role = point_role(points + i * d, ref, sign, d);
+    if (role == kNotTakingPart) continue;
+    double* row = role == kMember ? members + count * d : edge + edges * d;
     for (int k = 0; k < d; ++k) row[k] = sign * points[i * d + k];
-    if (equal == 1)
-      edge_rows[edges] = i, edge_axes[edges++] = on;
-    else
+    if (role == kMember)
       member_rows[count++] = i;
+    else
+      edge_rows[edges] = i, edge_axes[edges++] = role;
   }
   if (args.hv && !args.contributions && !args.grad_points && !args.grad_ref) {  // the sweeps skip dominated rows
     args.hv[b] = volume(members, count, d, ref);

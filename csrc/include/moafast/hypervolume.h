@@ -14,7 +14,25 @@
 
 #include <cstdint>
 
+#include "moafast/common.h"
+
 namespace moafast {
+
+constexpr int kNotTakingPart = -2;
+constexpr int kMember = -1;
+
+// The part a point plays, in minimisation form (y = sign * point, r = sign * ref): kMember when y < r in
+// every objective; the objective k when y <= r with the one equality y_k = r_k (on the boundary: no volume,
+// but a face along k); kNotTakingPart otherwise.
+MOAFAST_HD int point_role(const double* point, const double* ref, double sign, int64_t d) {
+  int equal = 0, on = kMember;
+  for (int64_t k = 0; k < d; ++k) {
+    const double y = sign * point[k];
+    if (y > ref[k]) return kNotTakingPart;
+    if (y == ref[k]) equal += 1, on = static_cast<int>(k);
+  }
+  return equal > 1 ? kNotTakingPart : on;
+}
 
 struct HypervolumeArgs {
   const double* points = nullptr;  // [batch, n, d], contiguous

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from moafast.methods.ham.objective import ham_hypervolume, objective_matrix
+from moafast.losses import sequence_logps
 from moafast.methods.mah_dpo.model import MultiHeadCausalLM, shift_labels
-from moafast.ops import fused_linear_logprobs
 
 
 class HaMOutput(NamedTuple):
@@ -30,11 +30,9 @@ class HaMModel(nn.Module):
         """``[K, B]`` log-likelihood of each response under every head (per token with length_normalise),
         through the all-heads fused op: the hidden states are read once, no [K, B, T, V] logits."""
         model = self.heads_model
-        hidden = model.hidden_states(input_ids, attention_mask)
         targets = shift_labels(labels)
-        logp, _ = fused_linear_logprobs(hidden.reshape(-1, hidden.shape[-1]), model.heads, targets.reshape(-1),
-                                        bias=model.head_bias, chunk_size=self.chunk_size)
-        sums = logp.view(model.num_heads, *targets.shape).sum(-1)
+        sums = sequence_logps(model.hidden_states(input_ids, attention_mask), model.heads, targets,
+                              bias=model.head_bias, chunk_size=self.chunk_size)
         if not self.length_normalise:
             return sums
         return sums / (targets != -100).sum(1).clamp(min=1).to(sums.dtype)

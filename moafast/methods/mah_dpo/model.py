@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from moafast.losses import MultiHeadDPOOutput, multi_head_dpo_loss
-from moafast.ops import fused_linear_logprobs
+from moafast.losses import MultiHeadDPOOutput, multi_head_dpo_loss, sequence_logps
 
 HEADS_FILE = "heads.safetensors"
 CONFIG_FILE = "multihead_config.json"
@@ -130,11 +129,8 @@ class MultiHeadCausalLM(nn.Module):
     def sequence_logps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        labels: torch.Tensor) -> torch.Tensor:
         """``[K, B]`` summed completion log-probs of every sequence under every head (all-heads mode)."""
-        hidden = self.hidden_states(input_ids, attention_mask)
-        targets = shift_labels(labels)
-        logp, _ = fused_linear_logprobs(hidden.reshape(-1, hidden.shape[-1]), self.heads, targets.reshape(-1),
-                                        bias=self.head_bias)
-        return logp.view(self.num_heads, *targets.shape).sum(-1)
+        return sequence_logps(self.hidden_states(input_ids, attention_mask), self.heads, shift_labels(labels),
+                              bias=self.head_bias)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, weights: torch.Tensor | list[float], **generate_kwargs: Any):

@@ -14,7 +14,7 @@ from torch import nn
 
 from moafast.methods.mah_dpo.data import TokenizedPair, collate_pairs
 from moafast.methods.mah_dpo.model import _inner_model, shift_labels
-from moafast.ops import fused_linear_logprobs
+from moafast.losses import sequence_logps
 
 
 class ReferenceScorer(nn.Module):
@@ -37,11 +37,8 @@ class ReferenceScorer(nn.Module):
                                          use_cache=False).last_hidden_state
         finally:
             self.backbone.train(was_training)
-        weight = lm_head.weight
-        targets = shift_labels(labels)
-        logp, _ = fused_linear_logprobs(hidden.reshape(-1, hidden.shape[-1]).to(weight.dtype), weight,
-                                        targets.reshape(-1), bias=lm_head.bias)
-        return logp.view(targets.shape).sum(1).float()
+        return sequence_logps(hidden.to(lm_head.weight.dtype), lm_head.weight, shift_labels(labels),
+                              bias=lm_head.bias).float()
 
 
 def data_fingerprint(pairs: Sequence[TokenizedPair], model_name: str) -> str:
