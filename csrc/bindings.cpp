@@ -9,6 +9,7 @@
 #include "moafast/cuda_runtime_info.h"
 #include "moafast/hypervolume.h"
 #include "moafast/logprobs.h"
+#include "moafast/tilted_sampling.h"
 
 namespace py = pybind11;
 using namespace moafast;
@@ -92,6 +93,63 @@ int64_t hypervolume(uintptr_t points, uintptr_t ref, int64_t ref_batch_stride, u
   return bad;
 }
 
+int64_t tilted_sampling(uintptr_t logits, int64_t batch, int64_t vocab, int64_t logits_row_stride, int logits_dtype,
+                        uintptr_t values, int64_t objectives, int64_t values_objective_stride,
+                        int64_t values_row_stride, int values_dtype, uintptr_t candidates, int64_t width,
+                        int64_t candidates_row_stride, uintptr_t coefficients, double inverse_temperature,
+                        int64_t top_k, double top_p, double min_p, uintptr_t seeds, uintptr_t offsets,
+                        uintptr_t streams, uintptr_t tokens, uintptr_t tilted_logprobs, uintptr_t base_logprobs,
+                        uintptr_t processed, int num_threads) {
+  TiltedSamplingArgs args;
+  args.logits = as_ptr<const void>(logits);
+  args.batch = batch;
+  args.vocab = vocab;
+  args.logits_row_stride = logits_row_stride;
+  args.logits_dtype = static_cast<DType>(logits_dtype);
+  args.values = as_ptr<const void>(values);
+  args.objectives = objectives;
+  args.values_objective_stride = values_objective_stride;
+  args.values_row_stride = values_row_stride;
+  args.values_dtype = static_cast<DType>(values_dtype);
+  args.candidates = as_ptr<const int64_t>(candidates);
+  args.width = width;
+  args.candidates_row_stride = candidates_row_stride;
+  args.coefficients = as_ptr<const double>(coefficients);
+  args.inverse_temperature = inverse_temperature;
+  args.top_k = top_k;
+  args.top_p = top_p;
+  args.min_p = min_p;
+  args.seeds = as_ptr<const int64_t>(seeds);
+  args.offsets = as_ptr<const int64_t>(offsets);
+  args.streams = as_ptr<const int64_t>(streams);
+  args.tokens = as_ptr<int64_t>(tokens);
+  args.tilted_logprobs = as_ptr<double>(tilted_logprobs);
+  args.base_logprobs = as_ptr<double>(base_logprobs);
+  args.processed = as_ptr<void>(processed);
+  args.num_threads = num_threads;
+  py::gil_scoped_release release;
+  return cpu::tilted_sampling(args);
+}
+
+void topk_logsumexp(uintptr_t logits, int64_t batch, int64_t vocab, int64_t logits_row_stride, int logits_dtype,
+                    int64_t k, double inverse_temperature, uintptr_t top_values, uintptr_t top_indices, uintptr_t lse,
+                    int num_threads) {
+  TopkLogsumexpArgs args;
+  args.logits = as_ptr<const void>(logits);
+  args.batch = batch;
+  args.vocab = vocab;
+  args.logits_row_stride = logits_row_stride;
+  args.logits_dtype = static_cast<DType>(logits_dtype);
+  args.k = k;
+  args.inverse_temperature = inverse_temperature;
+  args.top_values = as_ptr<void>(top_values);
+  args.top_indices = as_ptr<int64_t>(top_indices);
+  args.lse = as_ptr<void>(lse);
+  args.num_threads = num_threads;
+  py::gil_scoped_release release;
+  cpu::topk_logsumexp(args);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -105,6 +163,13 @@ PYBIND11_MODULE(_C, m) {
         "runs on the CPU, device >= 0 takes sets of at most 16 points in 2 or 3 objectives; a zero address "
         "skips that output. On the CPU, non-finite input computes nothing and returns -2 (ref) or the first "
         "set * n + point with a non-finite unmasked coordinate; otherwise -1.");
+  m.def("tilted_sampling", &tilted_sampling,
+        "Tilt, filter (top-k, top-p, min-p) and draw per row on the CPU; a zero address skips that output. "
+        "Returns -1, or row * 3 + problem (1: NaN or +inf in the tilted row, 2: no finite entry) of the first "
+        "bad row.");
+  m.def("topk_logsumexp", &topk_logsumexp,
+        "Per row on the CPU: the k largest of logits / T (descending, ties by lower index), their indices and "
+        "logsumexp(logits / T), in one read of the row.");
   m.def("cpu_isa", [] { return cpu::isa_name(cpu::active_isa()); }, "The CPU instruction set the kernels run with.");
   m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"),
         "Force the CPU kernels' ISA: 'auto', 'baseline', 'avx2' or 'avx512' (for tests and comparisons).");

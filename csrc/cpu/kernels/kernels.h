@@ -3,11 +3,14 @@
 #pragma once
 
 #include "moafast/logprobs.h"
+#include "moafast/tilted_sampling.h"
 
 #define MOAFAST_DECLARE_CPU_KERNELS(isa)                                              \
   namespace moafast::cpu::isa {                                                       \
   void logprobs_forward_rows(const LogprobsForwardArgs& args, int num_threads);       \
   void logprobs_backward_rows(const LogprobsBackwardArgs& args, int num_threads);     \
+  int64_t tilted_sampling_rows(const TiltedSamplingArgs& args);                       \
+  void topk_logsumexp_rows(const TopkLogsumexpArgs& args);                            \
   }
 
 MOAFAST_DECLARE_CPU_KERNELS(baseline)

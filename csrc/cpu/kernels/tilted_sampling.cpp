@@ -1,0 +1,437 @@
+// The tilted sampler on the CPU: rows in parallel (OpenMP), each row's inputs streamed from memory once.
+// The tilted row t lives in a per-thread buffer (the vocabulary of one row fits in L2); the filters and the
+// draw sweep that buffer, without sorting it: top-k by a threshold buffer, top-p by mass bins, min-p by a
+// comparison with the row max, the draw by block masses and one scan inside the chosen block.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "cpu/kernels/kernels.h"
+#include "moafast/philox.h"
+#include "moafast/softmax_math.h"
+#include "moafast/tilted_sampling.h"
+
+namespace moafast::cpu::MOAFAST_CPU_ISA {
+namespace {
+
+constexpr int64_t kBlock = 512;
+constexpr int64_t kSelectBlock = 64;
+constexpr int kLanes = 16;
+// Top-p mass bins: kBinsPerNat per nat below the row max, over kBinNats nats; one more bin for the rest.
+constexpr int kBinsPerNat = 32;
+constexpr int kBinNats = 64;
+constexpr int kBins = kBinsPerNat * kBinNats + 1;
+// Top-p over at most this many survivors sorts them instead of binning the row.
+constexpr int64_t kSortedTopPLimit = 8192;
+
+template <typename A> struct Workspace {
+  std::vector<A> tilted, selection;
+  std::vector<double> block_mass, bin_mass;
+};
+
+// max of x[0, count) (NaN never wins), in kLanes independent lanes so that the loop vectorises.
+template <typename A> A block_max(const A* x, int64_t count) {
+  A lanes[kLanes];
+  for (int lane = 0; lane < kLanes; ++lane) lanes[lane] = negative_infinity<A>();
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes) {
+#pragma omp simd
+    for (int lane = 0; lane < kLanes; ++lane) lanes[lane] = x[j + lane] > lanes[lane] ? x[j + lane] : lanes[lane];
+  }
+  for (; j < count; ++j) lanes[0] = x[j] > lanes[0] ? x[j] : lanes[0];
+  A best = lanes[0];
+  for (int lane = 1; lane < kLanes; ++lane) best = lanes[lane] > best ? lanes[lane] : best;
+  return best;
+}
+
+// Running per-lane max (NaN never wins a comparison) and count of NaN or +inf entries, in kLanes independent
+// lanes so that the loop vectorises.
+template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* lane_max, A* lane_bad) {
+  const A infinity = -negative_infinity<A>();
+  A maxes[kLanes], bads[kLanes];
+  for (int lane = 0; lane < kLanes; ++lane) maxes[lane] = lane_max[lane], bads[lane] = lane_bad[lane];
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes) {
+#pragma omp simd
+    for (int lane = 0; lane < kLanes; ++lane) {
+      const A value = x[j + lane];
+      maxes[lane] = value > maxes[lane] ? value : maxes[lane];
+      bads[lane] += value < infinity ? A(0) : A(1);
+    }
+  }
+  for (; j < count; ++j) {
+    maxes[0] = x[j] > maxes[0] ? x[j] : maxes[0];
+    bads[0] += x[j] < infinity ? A(0) : A(1);
+  }
+  for (int lane = 0; lane < kLanes; ++lane) lane_max[lane] = maxes[lane], lane_bad[lane] = bads[lane];
+}
+
+// t = a * l + sum_k c_k Q_k for one row; returns the row max and whether a NaN or +inf appeared. Objectives
+// whose coefficient is 0 in this row are not read.
+template <typename T, typename TV, typename A>
+A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite) {
+  using S = typename Storage<T>::type;
+  using SV = typename Storage<TV>::type;
+  const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
+  const int64_t* ids = args.candidates ? args.candidates + b * args.candidates_row_stride : nullptr;
+  const double* coefficients = args.coefficients + b * args.objectives;
+  const A scale = static_cast<A>(args.inverse_temperature);
+  A lane_max[kLanes], lane_bad[kLanes];
+  for (int lane = 0; lane < kLanes; ++lane) lane_max[lane] = negative_infinity<A>(), lane_bad[lane] = 0;
+  for (int64_t begin = 0; begin < args.width; begin += kBlock) {
+    const int64_t count = std::min(kBlock, args.width - begin);
+    A* out = t + begin;
+    if (ids) {
+      for (int64_t j = 0; j < count; ++j) out[j] = scale * A(Storage<T>::load(logits[ids[begin + j]]));
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < count; ++j) out[j] = scale * A(Storage<T>::load(logits[begin + j]));
+    }
+    for (int64_t k = 0; k < args.objectives; ++k) {
+      const A c = static_cast<A>(coefficients[k]);
+      if (c == A(0)) continue;
+      const SV* q = static_cast<const SV*>(args.values) + k * args.values_objective_stride +
+                    b * args.values_row_stride + begin;
+#pragma omp simd
+      for (int64_t j = 0; j < count; ++j) out[j] += c * A(Storage<TV>::load(q[j]));
+    }
+    accumulate_max_and_bad(out, count, lane_max, lane_bad);
+  }
+  A max = negative_infinity<A>(), bad = 0;
+  for (int lane = 0; lane < kLanes; ++lane) {
+    max = std::max(max, lane_max[lane]);
+    bad += lane_bad[lane];
+  }
+  non_finite = bad != A(0);
+  return max;
+}
+
+// Entries a selection buffer holds before it is cut back to its k best: small, so that the threshold keeps up.
+int64_t selection_capacity(int64_t k) { return 2 * k + kSelectBlock; }
+
+// The k-th largest of t[0, width). Values above a running threshold collect in a buffer; a full buffer keeps
+// its k largest and raises the threshold to the k-th of them; blocks whose max does not pass are skipped.
+template <typename A> A kth_largest(const A* t, int64_t width, int64_t k, std::vector<A>& buffer) {
+  const int64_t capacity = selection_capacity(k);
+  if (capacity >= width / 2) {
+    buffer.assign(t, t + width);
+    std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
+    return buffer[k - 1];
+  }
+  buffer.clear();
+  A threshold = negative_infinity<A>();
+  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+    const int64_t count = std::min(kSelectBlock, width - begin);
+    if (!(block_max(t + begin, count) > threshold)) continue;
+    for (int64_t j = begin; j < begin + count; ++j) {
+      if (!(t[j] > threshold)) continue;
+      buffer.push_back(t[j]);
+      if (static_cast<int64_t>(buffer.size()) == capacity) {
+        std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
+        threshold = buffer[k - 1];
+        buffer.resize(k);
+      }
+    }
+  }
+  if (static_cast<int64_t>(buffer.size()) < k) return negative_infinity<A>();  // fewer than k finite values
+  std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
+  return buffer[k - 1];
+}
+
+// Among sorted-descending values with masses e, the value at which the running mass first reaches target.
+template <typename A>
+A scan_sorted(std::vector<A>& values, A max, double mass_before, double target) {
+  std::sort(values.begin(), values.end(), std::greater<A>());
+  double mass = mass_before;
+  for (const A value : values) {
+    mass += static_cast<double>(bounded_exp(value - max));
+    if (mass >= target) return value;
+  }
+  return values.empty() ? max : values.back();
+}
+
+template <typename A> int mass_bin(A value, A max) {
+  const A distance = (max - value) * A(kBinsPerNat);
+  return distance < A(kBins - 1) ? static_cast<int>(distance) : kBins - 1;
+}
+
+// Top-p over the survivors t >= floor: the largest tau whose tie-inclusive upper mass reaches p of theirs.
+template <typename A>
+A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace<A>& ws) {
+  std::vector<A>& survivors = ws.selection;
+  survivors.clear();
+  if (floor > negative_infinity<A>()) {  // after top-k: usually few survivors, sorted directly
+    for (int64_t begin = 0; begin < width && static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit;
+         begin += kSelectBlock) {
+      const int64_t count = std::min(kSelectBlock, width - begin);
+      if (!(block_max(t + begin, count) >= floor)) continue;
+      for (int64_t j = begin; j < begin + count; ++j)
+        if (t[j] >= floor) survivors.push_back(t[j]);
+    }
+    if (static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit) {
+      double total = 0.0;
+      for (const A value : survivors) total += static_cast<double>(bounded_exp(value - max));
+      return scan_sorted(survivors, max, 0.0, p * total);
+    }
+  }
+  std::vector<double>& bins = ws.bin_mass;
+  bins.assign(kBins, 0.0);
+  A masses[kSelectBlock];
+  int indices[kSelectBlock];
+  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+    const int64_t count = std::min(kSelectBlock, width - begin);
+    const A* x = t + begin;
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) {
+      masses[j] = x[j] >= floor ? bounded_exp(x[j] - max) : A(0);
+      indices[j] = mass_bin(x[j], max);
+    }
+    for (int64_t j = 0; j < count; ++j) bins[indices[j]] += static_cast<double>(masses[j]);
+  }
+  double total = 0.0;
+  for (const double mass : bins) total += mass;
+  const double target = p * total;
+  double before = 0.0;
+  int bin = 0;
+  for (; bin < kBins - 1 && before + bins[bin] < target; ++bin) before += bins[bin];
+  survivors.clear();
+  for (int64_t j = 0; j < width; ++j)
+    if (t[j] >= floor && mass_bin(t[j], max) == bin) survivors.push_back(t[j]);
+  return scan_sorted(survivors, max, before, target);
+}
+
+// Mass of the kept entries (t >= threshold) relative to exp(max), per block of kBlock entries and in total.
+template <typename A>
+double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass) {
+  block_mass.resize((width + kBlock - 1) / kBlock);
+  double total = 0.0;
+  for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
+    const int64_t count = std::min(kBlock, width - begin);
+    const A* x = t + begin;
+    A sum = 0;
+    if (threshold > negative_infinity<A>() && !(block_max(x, count) >= threshold)) {  // nothing kept: no exp
+      block_mass[block] = 0.0;
+      continue;
+    }
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < count; ++j) sum += x[j] >= threshold ? bounded_exp(x[j] - max) : A(0);
+    block_mass[block] = static_cast<double>(sum);
+    total += static_cast<double>(sum);
+  }
+  return total;
+}
+
+// Inverse CDF in index order: the first kept entry whose running mass passes u * total.
+template <typename A>
+int64_t draw(const A* t, int64_t width, A threshold, A max, const std::vector<double>& block_mass, double total,
+             double u) {
+  const double target = u * total;
+  double before = 0.0;
+  int64_t last_kept = -1;
+  for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
+    if (block_mass[block] == 0.0) continue;
+    const int64_t count = std::min(kBlock, width - begin);
+    if (before + block_mass[block] <= target) {
+      before += block_mass[block];
+      for (int64_t j = begin + count - 1; j >= begin; --j)
+        if (t[j] >= threshold && t[j] > negative_infinity<A>()) {
+          last_kept = j;
+          break;
+        }
+      continue;
+    }
+    double mass = before;
+    for (int64_t j = begin; j < begin + count; ++j) {
+      if (!(t[j] >= threshold) || t[j] == negative_infinity<A>()) continue;
+      last_kept = j;
+      mass += static_cast<double>(bounded_exp(t[j] - max));
+      if (mass > target) return j;
+    }
+    return last_kept;  // the block's own sum came out above its scan: rounding; its last kept entry
+  }
+  return last_kept;
+}
+
+// Running logsumexp over blocks of a row: (max, sum of exp(x - max)).
+template <typename A> struct RunningLogsumexp {
+  A max = negative_infinity<A>(), sum = 0;
+
+  // Adds a block and returns its max.
+  A add(const A* x, int64_t count) {
+    const A local_max = block_max(x, count);
+    if (local_max > max) {
+      sum = max == negative_infinity<A>() ? A(0) : sum * bounded_exp(max - local_max);
+      max = local_max;
+    }
+    if (max == negative_infinity<A>()) return local_max;
+    A local_sum = 0;
+    const A reference = max;
+#pragma omp simd reduction(+ : local_sum)
+    for (int64_t j = 0; j < count; ++j) local_sum += bounded_exp(x[j] - reference);
+    sum += local_sum;
+    return local_max;
+  }
+
+  // -inf for a row of -inf; NaN or +inf when the row holds them.
+  double value() const {
+    if (max == negative_infinity<A>() || !(max < -negative_infinity<A>())) return static_cast<double>(max);
+    return static_cast<double>(max) + std::log(static_cast<double>(sum));
+  }
+};
+
+// Loads a * l[begin, begin + count) into x.
+template <typename T, typename A>
+void load_scaled(const typename Storage<T>::type* logits, int64_t begin, int64_t count, A scale, A* x) {
+#pragma omp simd
+  for (int64_t j = 0; j < count; ++j) x[j] = scale * A(Storage<T>::load(logits[begin + j]));
+}
+
+// log_softmax(a * l)[token] over the whole row of logits.
+template <typename T, typename A>
+double base_logprob(const TiltedSamplingArgs& args, int64_t b, int64_t token) {
+  using S = typename Storage<T>::type;
+  const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
+  const A scale = static_cast<A>(args.inverse_temperature);
+  A x[kBlock];
+  RunningLogsumexp<A> lse;
+  for (int64_t begin = 0; begin < args.vocab; begin += kBlock) {
+    const int64_t count = std::min(kBlock, args.vocab - begin);
+    load_scaled<T>(logits, begin, count, scale, x);
+    lse.add(x, count);
+  }
+  return static_cast<double>(scale * A(Storage<T>::load(logits[token]))) - lse.value();
+}
+
+template <typename T, typename TV>
+TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typename Acc<T>::type>& ws) {
+  using A = typename Acc<T>::type;
+  A* t = args.processed ? static_cast<A*>(args.processed) + b * args.width : nullptr;
+  if (!t) {
+    ws.tilted.resize(args.width);
+    t = ws.tilted.data();
+  }
+  bool non_finite = false;
+  const A max = tilt_row<T, TV, A>(args, b, t, non_finite);
+  if (non_finite) return kTiltNonFinite;
+  if (max == negative_infinity<A>()) return kTiltNoToken;
+  A threshold = negative_infinity<A>();
+  if (args.top_k > 0 && args.top_k < args.width) threshold = kth_largest(t, args.width, args.top_k, ws.selection);
+  if (args.top_p < 1.0) threshold = top_p_threshold(t, args.width, threshold, max, args.top_p, ws);
+  if (args.min_p > 0.0) threshold = std::max(threshold, max + static_cast<A>(std::log(args.min_p)));
+  if (args.tokens) {
+    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass);
+    const double u = philox::uniform(static_cast<uint64_t>(args.seeds[b]), static_cast<uint64_t>(args.offsets[b]),
+                                     static_cast<uint64_t>(args.streams[b]));
+    const int64_t index = draw(t, args.width, threshold, max, ws.block_mass, total, u);
+    const int64_t token = args.candidates ? args.candidates[b * args.candidates_row_stride + index] : index;
+    args.tokens[b] = token;
+    if (args.tilted_logprobs) args.tilted_logprobs[b] = static_cast<double>(t[index] - max) - std::log(total);
+    if (args.base_logprobs) args.base_logprobs[b] = base_logprob<T, A>(args, b, token);
+  }
+  if (args.processed) {
+#pragma omp simd
+    for (int64_t j = 0; j < args.width; ++j) t[j] = t[j] >= threshold ? t[j] : negative_infinity<A>();
+  }
+  return kTiltOk;
+}
+
+template <typename A> struct Ranked {
+  A value;
+  int64_t index;
+  bool operator<(const Ranked& other) const {  // "ranks before": larger value, then lower index
+    return value > other.value || (value == other.value && index < other.index);
+  }
+};
+
+// One read of the row: blocks of a * l land in L1, feed the running (max, sum) of the logsumexp and, when
+// their max passes the running threshold, a buffer of (value, index) that is cut back to its k best.
+template <typename T>
+void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<Ranked<typename Acc<T>::type>>& buffer) {
+  using A = typename Acc<T>::type;
+  using S = typename Storage<T>::type;
+  const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
+  const A scale = static_cast<A>(args.inverse_temperature);
+  const int64_t k = args.k, capacity = selection_capacity(k);
+  A x[kBlock];
+  A threshold = negative_infinity<A>();
+  RunningLogsumexp<A> lse;
+  bool cut = false;
+  buffer.clear();
+  for (int64_t begin = 0; begin < args.vocab; begin += kBlock) {
+    const int64_t count = std::min(kBlock, args.vocab - begin);
+    load_scaled<T>(logits, begin, count, scale, x);
+    const A local_max = lse.add(x, count);
+    if (cut && !(local_max > threshold)) continue;
+    for (int64_t j = 0; j < count; ++j) {
+      if (cut && !(x[j] > threshold)) continue;
+      buffer.push_back({x[j], begin + j});
+      if (static_cast<int64_t>(buffer.size()) == capacity) {
+        std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end());
+        threshold = buffer[k - 1].value;
+        buffer.resize(k);
+        cut = true;
+      }
+    }
+  }
+  std::partial_sort(buffer.begin(), buffer.begin() + k, buffer.end());
+  A* values = static_cast<A*>(args.top_values) + b * k;
+  int64_t* indices = args.top_indices + b * k;
+  for (int64_t j = 0; j < k; ++j) {
+    values[j] = buffer[j].value;
+    indices[j] = buffer[j].index;
+  }
+  static_cast<A*>(args.lse)[b] = static_cast<A>(lse.value());
+}
+
+template <typename T> void topk_all_rows(const TopkLogsumexpArgs& args) {
+#pragma omp parallel num_threads(args.num_threads)
+  {
+    std::vector<Ranked<typename Acc<T>::type>> buffer;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < args.batch; ++b) topk_logsumexp_row<T>(args, b, buffer);
+  }
+}
+
+template <typename T, typename TV> int64_t all_rows(const TiltedSamplingArgs& args) {
+  std::vector<int8_t> problems(args.batch, kTiltOk);
+#pragma omp parallel num_threads(args.num_threads)
+  {
+    Workspace<typename Acc<T>::type> ws;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < args.batch; ++b) problems[b] = static_cast<int8_t>(one_row<T, TV>(args, b, ws));
+  }
+  for (int64_t b = 0; b < args.batch; ++b)
+    if (problems[b] != kTiltOk) return b * kTiltProblemCount + problems[b];
+  return -1;
+}
+
+// Dense values share the logits' dtype; candidate values arrive in the accumulation type.
+template <typename T> int64_t dispatch_values(const TiltedSamplingArgs& args) {
+  if (args.values_dtype == args.logits_dtype) return all_rows<T, T>(args);
+  return all_rows<T, typename Acc<T>::type>(args);
+}
+
+}  // namespace
+
+void topk_logsumexp_rows(const TopkLogsumexpArgs& args) {
+  switch (args.logits_dtype) {
+    case DType::kFloat32: return topk_all_rows<float>(args);
+    case DType::kFloat64: return topk_all_rows<double>(args);
+    case DType::kBFloat16: return topk_all_rows<bf16_t>(args);
+    case DType::kFloat16: return topk_all_rows<f16_t>(args);
+  }
+}
+
+int64_t tilted_sampling_rows(const TiltedSamplingArgs& args) {
+  switch (args.logits_dtype) {
+    case DType::kFloat32: return dispatch_values<float>(args);
+    case DType::kFloat64: return dispatch_values<double>(args);
+    case DType::kBFloat16: return dispatch_values<bf16_t>(args);
+    case DType::kFloat16: return dispatch_values<f16_t>(args);
+  }
+  return -1;
+}
+
+}  // namespace moafast::cpu::MOAFAST_CPU_ISA

@@ -1,0 +1,404 @@
+"""Multi-reward tilted sampling: tilt, temperature, top-k, top-p, min-p and the draw, fused per row.
+
+Per row b (a request) with weights ``w[b, :]``, ``beta[b]`` and temperature ``T``, the processed logits are
+
+* ``t = (l + beta * sum_k w[b, k] * Q[k, b, :]) / T`` (HF's order: logits processors before temperature), or
+* ``t = l / T + beta * sum_k w[b, k] * Q[k, b, :]`` with ``temperature_before_tilt=True`` (MAVIS's order);
+
+then, in this order,
+
+* top-k: keep ``t >= `` the k-th largest ``t`` (ties at the k-th value are all kept, as in HF);
+* top-p: over the top-k survivors, keep the smallest set of largest entries whose probability mass reaches
+  ``p`` (tie-inclusive: ``t >= tau`` with ``tau`` the largest value whose upper mass reaches ``p``);
+* min-p: keep ``t >= max(t) + log(min_p)`` (probability at least ``min_p`` times the top one).
+
+The sample is one inverse-CDF draw over the kept entries in index order, with a uniform from a
+counter-based generator (Philox4x32-10) keyed by ``(seed, offset, stream)``: with ``seed`` an int, row b uses
+stream b; with a ``[B]`` tensor of per-request seeds, stream 0 of its own seed. A row's token therefore depends
+only on its seed, its step (``offset``) and its own inputs, never on the other rows, its position in the
+batch or the thread count.
+
+Dense mode: ``values`` is ``[K, B, V]`` (the dtype of ``logits``). Candidate mode: ``candidates[B, k]`` holds
+distinct token ids and ``values`` is ``[K, B, k]`` (any float dtype); the tilt, filters and draw then run
+over those k tokens only (everything else has probability 0), as MAVIS does over the base model's top-k.
+
+Weights are used as given, never renormalised. NaN/inf policy: NaN or inf in ``weights`` or ``beta`` raises
+ValueError; a row whose tilted logits hold NaN or ``+inf`` raises ValueError naming the row; ``-inf`` logits
+are tokens that cannot be drawn (a row with none left raises). Objectives whose coefficient
+``beta * w[b, k]`` is 0 are not read for that row (so ``0 * inf`` never arises).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from moafast.ops import _plumbing as plumbing
+from moafast.ops._library import library
+
+SAMPLING_DTYPES = plumbing.FLOAT_DTYPES
+_INT64_MASK = (1 << 64) - 1
+_PROBLEMS = 3
+
+library.define(
+    "tilted_sample(Tensor logits, Tensor values, Tensor coefficients, Tensor? candidates, Tensor seeds, "
+    "Tensor offsets, Tensor streams, float inverse_temperature, int top_k, float top_p, float min_p, "
+    "bool return_logprobs) -> (Tensor, Tensor, Tensor)"
+)
+library.define(
+    "tilted_logits(Tensor logits, Tensor values, Tensor coefficients, Tensor? candidates, float inverse_temperature, "
+    "int top_k, float top_p, float min_p) -> Tensor"
+)
+library.define("topk_with_logsumexp(Tensor logits, int k, float inverse_temperature) -> (Tensor, Tensor, Tensor)")
+
+
+def _check_logits(logits: torch.Tensor) -> tuple[int, int]:
+    plumbing.check_tensor("logits", logits)
+    plumbing.check_ndim("logits", logits, 2, "[B, V]")
+    plumbing.check_dtype("logits", logits, SAMPLING_DTYPES)
+    if logits.shape[1] == 0:
+        raise ValueError("logits: expected V = logits.shape[1] >= 1, got an empty vocabulary")
+    return logits.shape[0], logits.shape[1]
+
+
+def _check_problem(logits: torch.Tensor, values: torch.Tensor, coefficients: torch.Tensor,
+                   candidates: torch.Tensor | None, top_k: int, top_p: float, min_p: float) -> int:
+    """Checks the op-level arguments; returns the width (V dense, k candidates)."""
+    batch, vocab = _check_logits(logits)
+    plumbing.check_tensor("values", values)
+    plumbing.check_ndim("values", values, 3, "[K, B, V] (dense) or [K, B, k] (candidate mode)")
+    plumbing.check_dtype("values", values, SAMPLING_DTYPES)
+    objectives = values.shape[0]
+    if candidates is None:
+        width = vocab
+        plumbing.check_shape("values", values, (objectives, batch, vocab), "[K, B, V] like logits")
+        if values.dtype != logits.dtype:
+            raise TypeError(f"values: expected the dtype of logits ({logits.dtype}) in dense mode, got "
+                            f"{values.dtype} (cast one of them)")
+    else:
+        plumbing.check_tensor("candidates", candidates)
+        plumbing.check_dtype("candidates", candidates, plumbing.INDEX_DTYPES)
+        plumbing.check_ndim("candidates", candidates, 2, "[B, k]")
+        width = candidates.shape[1]
+        plumbing.check_shape("candidates", candidates, (batch, width), "[B, k] with B = logits.shape[0]")
+        if not 1 <= width <= vocab:
+            raise ValueError(f"candidates: expected 1 <= k <= V = {vocab} candidates per row, got k = {width}")
+        plumbing.check_shape("values", values, (objectives, batch, width), "[K, B, k] like candidates")
+    plumbing.check_tensor("coefficients", coefficients)
+    plumbing.check_shape("coefficients", coefficients, (batch, objectives), "[B, K]")
+    if not 0 <= top_k <= width:
+        raise ValueError(f"top_k: expected 0 (off) or 1 <= top_k <= {width} (the tokens in a row), got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p: expected a value in (0, 1], got {top_p}")
+    if not 0.0 <= min_p < 1.0:
+        raise ValueError(f"min_p: expected a value in [0, 1), got {min_p}")
+    plumbing.check_same_device(logits=logits, values=values, coefficients=coefficients, candidates=candidates)
+    return width
+
+
+def _check_candidate_ids(candidates: torch.Tensor, vocab: int) -> None:
+    if candidates.numel() == 0:
+        return
+    low, high = int(candidates.min()), int(candidates.max())
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise ValueError(f"candidates: expected token ids in [0, V) = [0, {vocab}), got {bad}")
+    ordered = candidates.sort(dim=1).values
+    repeated = (ordered[:, 1:] == ordered[:, :-1]).any(dim=1)
+    if bool(repeated.any()):
+        row = int(repeated.nonzero()[0, 0])
+        raise ValueError(f"candidates[{row}]: expected distinct token ids, got a repeated one")
+
+
+def _raise_row_problem(code: int) -> None:
+    row, problem = divmod(code, _PROBLEMS)
+    if problem == 1:
+        raise ValueError(f"row {row}: the tilted logits hold NaN or +inf (check logits[{row}], values[:, {row}] "
+                         f"and weights[{row}])")
+    raise ValueError(f"row {row}: every token has logit -inf after the tilt, so there is nothing to sample")
+
+
+def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inverse_temperature, top_k, top_p,
+         min_p, *, sample: bool, return_logprobs: bool, processed: bool):
+    width = _check_problem(logits, values, coefficients, candidates, top_k, top_p, min_p)
+    batch, vocab = logits.shape
+    accumulation = plumbing.accumulation_dtype(logits.dtype)
+    device = logits.device
+    # CUDA tensors are computed on the host for now (the CUDA kernel is not written yet).
+    host = torch.device("cpu")
+    logits_host = plumbing.unit_stride_rows(logits.detach().to(host))
+    values_host = values.detach().to(host)
+    if candidates is not None:
+        values_host = values_host.to(accumulation)
+        candidates_host = candidates.detach().to(host, torch.int64).contiguous()
+        _check_candidate_ids(candidates_host, vocab)
+    else:
+        candidates_host = None
+    if values_host.shape[0] and values_host.stride(2) != 1 and width > 1:
+        values_host = values_host.contiguous()
+    coefficients_host = coefficients.detach().to(host, torch.float64).contiguous()
+    if not bool(torch.isfinite(coefficients_host).all()):
+        raise ValueError("weights/beta: expected finite values (beta * weights holds NaN or inf)")
+    tokens = torch.empty(batch if sample else 0, dtype=torch.int64)
+    tilted = torch.empty(batch if return_logprobs else 0, dtype=torch.float64)
+    base = torch.empty(batch if return_logprobs else 0, dtype=torch.float64)
+    out = torch.empty(batch, width, dtype=accumulation) if processed else None
+    if batch:
+        def address(tensor):
+            return 0 if tensor is None or tensor.numel() == 0 else tensor.data_ptr()
+
+        code = plumbing.extension().tilted_sampling(
+            logits_host.data_ptr(), batch, vocab, logits_host.stride(0), plumbing.dtype_code(logits.dtype),
+            address(values_host), values_host.shape[0], values_host.stride(0), values_host.stride(1),
+            plumbing.dtype_code(values_host.dtype), address(candidates_host), width,
+            width if candidates_host is not None else 0, coefficients_host.data_ptr(), inverse_temperature, top_k,
+            top_p, min_p, address(seeds), address(offsets), address(streams), address(tokens), address(tilted),
+            address(base), address(out), plumbing.num_threads())
+        if code != -1:
+            _raise_row_problem(code)
+    return (tokens.to(device), tilted.to(device, accumulation), base.to(device, accumulation),
+            None if out is None else out.to(device))
+
+
+def _random_keys(seeds: torch.Tensor, offsets: torch.Tensor, streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(t.detach().to("cpu", torch.int64).contiguous() for t in (seeds, offsets, streams))
+
+
+@torch.library.impl(library, "tilted_sample", "CPU")
+@torch.library.impl(library, "tilted_sample", "CUDA")
+def _tilted_sample(logits, values, coefficients, candidates, seeds, offsets, streams, inverse_temperature, top_k,
+                   top_p, min_p, return_logprobs):
+    batch = logits.shape[0] if logits.dim() == 2 else 0
+    for name, tensor in (("seed", seeds), ("offset", offsets), ("streams", streams)):
+        plumbing.check_shape(name, tensor, (batch,), "[B] with B = logits.shape[0]")
+    seeds, offsets, streams = _random_keys(seeds, offsets, streams)
+    tokens, tilted, base, _ = _run(logits, values, coefficients, candidates, seeds, offsets, streams,
+                                   inverse_temperature, top_k, top_p, min_p, sample=True,
+                                   return_logprobs=return_logprobs, processed=False)
+    return tokens, tilted, base
+
+
+@torch.library.register_fake("moafast::tilted_sample")
+def _tilted_sample_fake(logits, values, coefficients, candidates, seeds, offsets, streams, inverse_temperature,
+                        top_k, top_p, min_p, return_logprobs):
+    _check_problem(logits, values, coefficients, candidates, top_k, top_p, min_p)
+    batch = logits.shape[0]
+    accumulation = plumbing.accumulation_dtype(logits.dtype)
+    size = batch if return_logprobs else 0
+    return (logits.new_empty(batch, dtype=torch.int64), logits.new_empty(size, dtype=accumulation),
+            logits.new_empty(size, dtype=accumulation))
+
+
+def _not_differentiable(ctx, *grads):
+    raise RuntimeError("tilted_sample: the sampled tokens and their log-probs are not differentiable; for "
+                       "differentiable log-probs use tilted_logits(...).log_softmax(-1)")
+
+
+torch.library.register_autograd("moafast::tilted_sample", _not_differentiable)
+
+
+@torch.library.impl(library, "tilted_logits", "CPU")
+@torch.library.impl(library, "tilted_logits", "CUDA")
+def _tilted_logits(logits, values, coefficients, candidates, inverse_temperature, top_k, top_p, min_p):
+    empty = torch.empty(0, dtype=torch.int64)
+    return _run(logits, values, coefficients, candidates, empty, empty, empty, inverse_temperature, top_k, top_p,
+                min_p, sample=False, return_logprobs=False, processed=True)[3]
+
+
+@torch.library.register_fake("moafast::tilted_logits")
+def _tilted_logits_fake(logits, values, coefficients, candidates, inverse_temperature, top_k, top_p, min_p):
+    width = _check_problem(logits, values, coefficients, candidates, top_k, top_p, min_p)
+    return logits.new_empty(logits.shape[0], width, dtype=plumbing.accumulation_dtype(logits.dtype))
+
+
+def _tilted_logits_setup(ctx, inputs, output) -> None:
+    logits, values, coefficients, candidates, inverse_temperature, *_ = inputs
+    ctx.save_for_backward(values, coefficients, candidates, output)
+    ctx.inverse_temperature = inverse_temperature
+    ctx.logits_shape, ctx.logits_dtype = logits.shape, logits.dtype
+
+
+def _tilted_logits_backward(ctx, grad):
+    """t = a * l + sum_k c_k Q_k on the kept entries (filtered entries are constant -inf)."""
+    values, coefficients, candidates, output = ctx.saved_tensors
+    kept_grad = torch.where(output > float("-inf"), grad, torch.zeros_like(grad))
+    grad_logits = grad_values = grad_coefficients = None
+    if ctx.needs_input_grad[0]:
+        scaled = kept_grad * ctx.inverse_temperature
+        if candidates is None:
+            grad_logits = scaled.to(ctx.logits_dtype)
+        else:
+            grad_logits = scaled.new_zeros(ctx.logits_shape).scatter_add_(1, candidates.long(), scaled)
+            grad_logits = grad_logits.to(ctx.logits_dtype)
+    if ctx.needs_input_grad[1]:
+        grad_values = (coefficients.t()[:, :, None].to(kept_grad.dtype) * kept_grad[None]).to(values.dtype)
+    if ctx.needs_input_grad[2]:
+        grad_coefficients = torch.einsum("bv,kbv->bk", kept_grad.double(), values.double()).to(coefficients.dtype)
+    return grad_logits, grad_values, grad_coefficients, None, None, None, None, None
+
+
+torch.library.register_autograd("moafast::tilted_logits", _tilted_logits_backward, setup_context=_tilted_logits_setup)
+
+
+@torch.library.impl(library, "topk_with_logsumexp", "CPU")
+@torch.library.impl(library, "topk_with_logsumexp", "CUDA")
+def _topk_with_logsumexp(logits, k, inverse_temperature):
+    batch, vocab = _check_logits(logits)
+    if not 1 <= k <= vocab:
+        raise ValueError(f"k: expected 1 <= k <= V = {vocab}, got {k}")
+    accumulation = plumbing.accumulation_dtype(logits.dtype)
+    host = plumbing.unit_stride_rows(logits.detach().to("cpu"))
+    top_values = torch.empty(batch, k, dtype=accumulation)
+    top_indices = torch.empty(batch, k, dtype=torch.int64)
+    lse = torch.empty(batch, dtype=accumulation)
+    if batch:
+        plumbing.extension().topk_logsumexp(host.data_ptr(), batch, vocab, host.stride(0),
+                                            plumbing.dtype_code(logits.dtype), k, inverse_temperature,
+                                            top_values.data_ptr(), top_indices.data_ptr(), lse.data_ptr(),
+                                            plumbing.num_threads())
+    device = logits.device
+    return top_values.to(device), top_indices.to(device), lse.to(device)
+
+
+@torch.library.register_fake("moafast::topk_with_logsumexp")
+def _topk_with_logsumexp_fake(logits, k, inverse_temperature):
+    batch, vocab = _check_logits(logits)
+    if not 1 <= k <= vocab:
+        raise ValueError(f"k: expected 1 <= k <= V = {vocab}, got {k}")
+    accumulation = plumbing.accumulation_dtype(logits.dtype)
+    return (logits.new_empty(batch, k, dtype=accumulation), logits.new_empty(batch, k, dtype=torch.int64),
+            logits.new_empty(batch, dtype=accumulation))
+
+
+def _not_differentiable_topk(ctx, *grads):
+    raise RuntimeError("topk_with_logsumexp is not differentiable; gather from logits for gradients")
+
+
+torch.library.register_autograd("moafast::topk_with_logsumexp", _not_differentiable_topk)
+
+
+# ---- public functions -------------------------------------------------------------------------------------
+
+
+def _check_temperature(temperature: float) -> None:
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature: expected a finite value > 0 (use top_k=1 for greedy decoding), got "
+                         f"{temperature}")
+
+
+def _coefficients(weights: torch.Tensor, beta: float | torch.Tensor, batch: int, temperature: float,
+                  temperature_before_tilt: bool) -> torch.Tensor:
+    """``c[b, k] = beta[b] * w[b, k]``, divided by T unless the temperature applies before the tilt."""
+    plumbing.check_tensor("weights", weights)
+    plumbing.check_dtype("weights", weights, SAMPLING_DTYPES)
+    plumbing.check_ndim("weights", weights, 2, "[B, K]")
+    if weights.shape[0] != batch:
+        raise ValueError(f"weights: expected shape [B, K] with B = logits.shape[0] = {batch}, got "
+                         f"{list(weights.shape)}")
+    if isinstance(beta, torch.Tensor):
+        plumbing.check_dtype("beta", beta, SAMPLING_DTYPES)
+        plumbing.check_shape("beta", beta, (batch,), "[B] with B = logits.shape[0]")
+        beta = beta.to(torch.float64)[:, None]
+    elif not (isinstance(beta, (int, float)) and math.isfinite(beta)):
+        raise ValueError(f"beta: expected a finite float or a [B] tensor, got {beta!r}")
+    scale = 1.0 if temperature_before_tilt else 1.0 / temperature
+    return weights.to(torch.float64) * beta * scale
+
+
+def _keys(batch: int, seed: int | torch.Tensor | None, offset: int | torch.Tensor,
+          generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(seeds, offsets, streams), each [B] int64."""
+    if seed is not None and generator is not None:
+        raise ValueError("seed and generator: pass one of them, not both")
+    if seed is None:
+        seed = int(torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, dtype=torch.int64))
+    if isinstance(seed, torch.Tensor):
+        plumbing.check_dtype("seed", seed, plumbing.INDEX_DTYPES)
+        plumbing.check_shape("seed", seed, (batch,), "[B] per-request seeds with B = logits.shape[0]")
+        seeds = seed.to(device, torch.int64)
+        streams = torch.zeros(batch, dtype=torch.int64, device=device)
+    elif isinstance(seed, int):
+        masked = seed & _INT64_MASK
+        seeds = torch.full((batch,), masked - (1 << 64) if masked >= 1 << 63 else masked, dtype=torch.int64,
+                           device=device)
+        streams = torch.arange(batch, dtype=torch.int64, device=device)
+    else:
+        raise TypeError(f"seed: expected an int, a [B] integer tensor or None, got {type(seed).__name__}")
+    if isinstance(offset, torch.Tensor):
+        plumbing.check_dtype("offset", offset, plumbing.INDEX_DTYPES)
+        plumbing.check_shape("offset", offset, (batch,), "[B] per-request steps with B = logits.shape[0]")
+        offsets = offset.to(device, torch.int64)
+    elif isinstance(offset, int):
+        if offset < 0:
+            raise ValueError(f"offset: expected a step >= 0, got {offset}")
+        offsets = torch.full((batch,), offset, dtype=torch.int64, device=device)
+    else:
+        raise TypeError(f"offset: expected an int or a [B] integer tensor, got {type(offset).__name__}")
+    return seeds, offsets, streams
+
+
+def tilted_logits(logits: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, beta: float | torch.Tensor,
+                  *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                  candidates: torch.Tensor | None = None, temperature_before_tilt: bool = False) -> torch.Tensor:
+    """The processed logits ``t`` (see the module docstring), filtered entries at ``-inf``.
+
+    Args:
+        logits: ``[B, V]`` base logits (float32, bfloat16, float16 or float64).
+        values: ``[K, B, V]`` per-objective scores (dense) or ``[K, B, k]`` for ``candidates``.
+        weights: ``[B, K]`` per-request objective weights, used as given.
+        beta: tilt strength, a float or ``[B]``.
+        candidates: ``[B, k]`` distinct token ids (candidate mode) or None (dense).
+
+    Returns:
+        ``[B, V]`` (dense) or ``[B, k]`` (candidate mode, aligned with ``candidates``), float32 (float64 for
+        float64 logits). Differentiable in ``logits``, ``values``, ``weights`` and ``beta`` on the kept entries.
+    """
+    batch, _ = _check_logits(logits)
+    _check_temperature(temperature)
+    coefficients = _coefficients(weights, beta, batch, temperature, temperature_before_tilt)
+    return torch.ops.moafast.tilted_logits(logits, values, coefficients, candidates, 1.0 / temperature, top_k,
+                                           top_p, min_p)
+
+
+def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, beta: float | torch.Tensor,
+                  *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                  candidates: torch.Tensor | None = None, temperature_before_tilt: bool = False,
+                  seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
+                  generator: torch.Generator | None = None,
+                  return_logprobs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draws one token per row from the tilted, filtered distribution (see the module docstring).
+
+    Args:
+        logits, values, weights, beta, candidates: as in :func:`tilted_logits`.
+        seed: an int (row b draws from stream (seed, b)), a ``[B]`` tensor of per-request seeds, or None (a
+            seed is drawn from ``generator``, or from torch's default generator).
+        offset: the decoding step, an int or ``[B]``; advance it every step.
+        return_logprobs: also return each token's log-probability under the tilted, filtered distribution and
+            under the base distribution ``log_softmax(logits / T)`` over the whole vocabulary (for KL tracking).
+
+    Returns:
+        ``tokens`` ``[B]`` int64 token ids, or ``(tokens, tilted_logprobs, base_logprobs)``.
+    """
+    batch, _ = _check_logits(logits)
+    _check_temperature(temperature)
+    coefficients = _coefficients(weights, beta, batch, temperature, temperature_before_tilt)
+    seeds, offsets, streams = _keys(batch, seed, offset, generator, logits.device)
+    tokens, tilted, base = torch.ops.moafast.tilted_sample(logits, values, coefficients, candidates, seeds, offsets,
+                                                           streams, 1.0 / temperature, top_k, top_p, min_p,
+                                                           return_logprobs)
+    return (tokens, tilted, base) if return_logprobs else tokens
+
+
+def topk_with_logsumexp(logits: torch.Tensor, k: int, *,
+                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first stage of candidate mode, in one read of each row.
+
+    Returns:
+        ``(top_values [B, k], top_indices [B, k], lse [B])``: the k largest of ``logits / T`` in descending
+        order (ties: lower token id first), their token ids, and ``logsumexp(logits / T)`` over the whole
+        vocabulary; float32 (float64 for float64 logits).
+    """
+    _check_logits(logits)
+    _check_temperature(temperature)
+    return torch.ops.moafast.topk_with_logsumexp(logits, k, 1.0 / temperature)
