@@ -99,7 +99,7 @@ int64_t tilted_sampling(uintptr_t logits, int64_t batch, int64_t vocab, int64_t 
                         int64_t candidates_row_stride, uintptr_t coefficients, double inverse_temperature,
                         int64_t top_k, double top_p, double min_p, uintptr_t seeds, uintptr_t offsets,
                         uintptr_t streams, uintptr_t tokens, uintptr_t tilted_logprobs, uintptr_t base_logprobs,
-                        uintptr_t processed, int num_threads) {
+                        uintptr_t base_lse, uintptr_t processed, int num_threads) {
   TiltedSamplingArgs args;
   args.logits = as_ptr<const void>(logits);
   args.batch = batch;
@@ -125,6 +125,7 @@ int64_t tilted_sampling(uintptr_t logits, int64_t batch, int64_t vocab, int64_t 
   args.tokens = as_ptr<int64_t>(tokens);
   args.tilted_logprobs = as_ptr<double>(tilted_logprobs);
   args.base_logprobs = as_ptr<double>(base_logprobs);
+  args.base_lse = as_ptr<const double>(base_lse);
   args.processed = as_ptr<void>(processed);
   args.num_threads = num_threads;
   py::gil_scoped_release release;

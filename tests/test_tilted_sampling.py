@@ -99,6 +99,10 @@ def test_candidate_mode_matches_reference(filters, dtype) -> None:
     assert bool(torch.isin(tokens, candidates).all())
     assert_close(tilted_lp, ref_tilted, dtype=dtype, name="tilted log-probs")
     assert_close(base_lp, ref_base, dtype=dtype, name="base log-probs")
+    _, _, lse = topk_with_logsumexp(logits, 5, temperature=0.9)
+    _, _, base_given = tilted_sample(logits, values, weights, beta, seed=11, offset=3, return_logprobs=True,
+                                     base_logsumexp=lse, **kwargs)
+    assert_close(base_given, ref_base, dtype=dtype, name="base log-probs from the stage-1 logsumexp")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -275,10 +279,10 @@ def test_opcheck_and_compile() -> None:
     offsets = torch.zeros(3, dtype=torch.int64)
     candidates = torch.stack([torch.randperm(64)[:9] for _ in range(3)])
     torch.library.opcheck(torch.ops.moafast.tilted_sample,
-                          (logits, values, coefficients, None, seeds, offsets, seeds, 1.0, 5, 0.9, 0.0, True))
+                          (logits, values, coefficients, None, seeds, offsets, seeds, 1.0, 5, 0.9, 0.0, True, None))
     torch.library.opcheck(torch.ops.moafast.tilted_sample,
                           (logits, values[:, :, :9].contiguous(), coefficients, candidates, seeds, offsets, seeds,
-                           1.0, 0, 1.0, 0.1, False))
+                           1.0, 0, 1.0, 0.1, True, torch.randn(3)))
     torch.library.opcheck(torch.ops.moafast.tilted_logits,
                           (logits.double().requires_grad_(), values.double().requires_grad_(),
                            coefficients.requires_grad_(), None, 0.5, 10, 0.95, 0.0))

@@ -44,7 +44,7 @@ _PROBLEMS = 3
 library.define(
     "tilted_sample(Tensor logits, Tensor values, Tensor coefficients, Tensor? candidates, Tensor seeds, "
     "Tensor offsets, Tensor streams, float inverse_temperature, int top_k, float top_p, float min_p, "
-    "bool return_logprobs) -> (Tensor, Tensor, Tensor)"
+    "bool return_logprobs, Tensor? base_logsumexp) -> (Tensor, Tensor, Tensor)"
 )
 library.define(
     "tilted_logits(Tensor logits, Tensor values, Tensor coefficients, Tensor? candidates, float inverse_temperature, "
@@ -119,9 +119,17 @@ def _raise_row_problem(code: int) -> None:
     raise ValueError(f"row {row}: every token has logit -inf after the tilt, so there is nothing to sample")
 
 
+def _check_base_logsumexp(base_logsumexp: torch.Tensor | None, logits: torch.Tensor) -> None:
+    if base_logsumexp is not None:
+        plumbing.check_tensor("base_logsumexp", base_logsumexp)
+        plumbing.check_dtype("base_logsumexp", base_logsumexp, (torch.float32, torch.float64))
+        plumbing.check_shape("base_logsumexp", base_logsumexp, (logits.shape[0],), "[B] with B = logits.shape[0]")
+
+
 def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inverse_temperature, top_k, top_p,
-         min_p, *, sample: bool, return_logprobs: bool, processed: bool):
+         min_p, *, sample: bool, return_logprobs: bool, processed: bool, base_logsumexp=None):
     width = _check_problem(logits, values, coefficients, candidates, top_k, top_p, min_p)
+    _check_base_logsumexp(base_logsumexp, logits)
     batch, vocab = logits.shape
     accumulation = plumbing.accumulation_dtype(logits.dtype)
     device = logits.device
@@ -138,6 +146,8 @@ def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inve
     if values_host.shape[0] and values_host.stride(2) != 1 and width > 1:
         values_host = values_host.contiguous()
     coefficients_host = coefficients.detach().to(host, torch.float64).contiguous()
+    if base_logsumexp is not None:
+        base_logsumexp = base_logsumexp.detach().to(host, torch.float64).contiguous()
     if not bool(torch.isfinite(coefficients_host).all()):
         raise ValueError("weights/beta: expected finite values (beta * weights holds NaN or inf)")
     tokens = torch.empty(batch if sample else 0, dtype=torch.int64)
@@ -154,7 +164,7 @@ def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inve
             plumbing.dtype_code(values_host.dtype), address(candidates_host), width,
             width if candidates_host is not None else 0, coefficients_host.data_ptr(), inverse_temperature, top_k,
             top_p, min_p, address(seeds), address(offsets), address(streams), address(tokens), address(tilted),
-            address(base), address(out), plumbing.num_threads())
+            address(base), address(base_logsumexp), address(out), plumbing.num_threads())
         if code != -1:
             _raise_row_problem(code)
     return (tokens.to(device), tilted.to(device, accumulation), base.to(device, accumulation),
@@ -168,21 +178,22 @@ def _random_keys(seeds: torch.Tensor, offsets: torch.Tensor, streams: torch.Tens
 @torch.library.impl(library, "tilted_sample", "CPU")
 @torch.library.impl(library, "tilted_sample", "CUDA")
 def _tilted_sample(logits, values, coefficients, candidates, seeds, offsets, streams, inverse_temperature, top_k,
-                   top_p, min_p, return_logprobs):
+                   top_p, min_p, return_logprobs, base_logsumexp):
     batch = logits.shape[0] if logits.dim() == 2 else 0
     for name, tensor in (("seed", seeds), ("offset", offsets), ("streams", streams)):
         plumbing.check_shape(name, tensor, (batch,), "[B] with B = logits.shape[0]")
     seeds, offsets, streams = _random_keys(seeds, offsets, streams)
     tokens, tilted, base, _ = _run(logits, values, coefficients, candidates, seeds, offsets, streams,
                                    inverse_temperature, top_k, top_p, min_p, sample=True,
-                                   return_logprobs=return_logprobs, processed=False)
+                                   return_logprobs=return_logprobs, processed=False, base_logsumexp=base_logsumexp)
     return tokens, tilted, base
 
 
 @torch.library.register_fake("moafast::tilted_sample")
 def _tilted_sample_fake(logits, values, coefficients, candidates, seeds, offsets, streams, inverse_temperature,
-                        top_k, top_p, min_p, return_logprobs):
+                        top_k, top_p, min_p, return_logprobs, base_logsumexp):
     _check_problem(logits, values, coefficients, candidates, top_k, top_p, min_p)
+    _check_base_logsumexp(base_logsumexp, logits)
     batch = logits.shape[0]
     accumulation = plumbing.accumulation_dtype(logits.dtype)
     size = batch if return_logprobs else 0
@@ -365,8 +376,9 @@ def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
                   *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                   candidates: torch.Tensor | None = None, temperature_before_tilt: bool = False,
                   seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
-                  generator: torch.Generator | None = None,
-                  return_logprobs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None, return_logprobs: bool = False,
+                  base_logsumexp: torch.Tensor | None = None
+                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draws one token per row from the tilted, filtered distribution (see the module docstring).
 
     Args:
@@ -376,6 +388,8 @@ def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
         offset: the decoding step, an int or ``[B]``; advance it every step.
         return_logprobs: also return each token's log-probability under the tilted, filtered distribution and
             under the base distribution ``log_softmax(logits / T)`` over the whole vocabulary (for KL tracking).
+        base_logsumexp: ``[B]`` ``logsumexp(logits / T)`` when already known (the third output of
+            :func:`topk_with_logsumexp`): the base log-probs then need no second read of the logits.
 
     Returns:
         ``tokens`` ``[B]`` int64 token ids, or ``(tokens, tilted_logprobs, base_logprobs)``.
@@ -386,7 +400,7 @@ def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
     seeds, offsets, streams = _keys(batch, seed, offset, generator, logits.device)
     tokens, tilted, base = torch.ops.moafast.tilted_sample(logits, values, coefficients, candidates, seeds, offsets,
                                                            streams, 1.0 / temperature, top_k, top_p, min_p,
-                                                           return_logprobs)
+                                                           return_logprobs, base_logsumexp)
     return (tokens, tilted, base) if return_logprobs else tokens
 
 

@@ -288,12 +288,13 @@ void load_scaled(const typename Storage<T>::type* logits, int64_t begin, int64_t
   for (int64_t j = 0; j < count; ++j) x[j] = scale * A(Storage<T>::load(logits[begin + j]));
 }
 
-// log_softmax(a * l)[token] over the whole row of logits.
+// log_softmax(a * l)[token] over the whole row of logits (read again unless the caller passed its logsumexp).
 template <typename T, typename A>
 double base_logprob(const TiltedSamplingArgs& args, int64_t b, int64_t token) {
   using S = typename Storage<T>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
   const A scale = static_cast<A>(args.inverse_temperature);
+  if (args.base_lse) return static_cast<double>(scale * A(Storage<T>::load(logits[token]))) - args.base_lse[b];
   A x[kBlock];
   RunningLogsumexp<A> lse;
   for (int64_t begin = 0; begin < args.vocab; begin += kBlock) {

@@ -36,6 +36,7 @@ struct TiltedSamplingArgs {
   int64_t* tokens = nullptr;         // [batch] out, or null (no sampling)
   double* tilted_logprobs = nullptr;  // [batch] out, or null: log of the sampled token's kept probability
   double* base_logprobs = nullptr;    // [batch] out, or null: log_softmax(a * l) over the whole vocabulary
+  const double* base_lse = nullptr;   // [batch] logsumexp(a * l) when the caller has it (no second read), or null
   void* processed = nullptr;         // [batch, width] contiguous out (accumulation type), or null: t with the
                                      // filtered entries at -inf
   int num_threads = 1;
