@@ -166,8 +166,8 @@ PYBIND11_MODULE(_C, m) {
         "set * n + point with a non-finite unmasked coordinate; otherwise -1.");
   m.def("tilted_sampling", &tilted_sampling,
         "Tilt, filter (top-k, top-p, min-p) and draw per row on the CPU; a zero address skips that output. "
-        "Returns -1, or row * 3 + problem (1: NaN or +inf in the tilted row, 2: no finite entry) of the first "
-        "bad row.");
+        "Returns -1, or row * 4 + problem (1: NaN or +inf in the tilted row, 2: no finite entry, 3: a non-finite "
+        "coefficient) of the first bad row.");
   m.def("topk_logsumexp", &topk_logsumexp,
         "Per row on the CPU: the k largest of logits / T (descending, ties by lower index), their indices and "
         "logsumexp(logits / T), in one read of the row.");

@@ -39,7 +39,7 @@ from moafast.ops._library import library
 
 SAMPLING_DTYPES = plumbing.FLOAT_DTYPES
 _INT64_MASK = (1 << 64) - 1
-_PROBLEMS = 3
+_PROBLEMS = 4
 
 library.define(
     "tilted_sample(Tensor logits, Tensor values, Tensor coefficients, Tensor? candidates, Tensor seeds, "
@@ -97,6 +97,20 @@ def _check_problem(logits: torch.Tensor, values: torch.Tensor, coefficients: tor
     return width
 
 
+def _host(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``tensor`` detached, on the CPU and in ``dtype``, copied only when it is not already so."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    return tensor if dtype is None or tensor.dtype == dtype else tensor.to(dtype)
+
+
+def _on(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    if dtype is not None and tensor.dtype != dtype:
+        tensor = tensor.to(dtype)
+    return tensor if tensor.device == device else tensor.to(device)
+
+
 def _check_candidate_ids(candidates: torch.Tensor, vocab: int) -> None:
     if candidates.numel() == 0:
         return
@@ -113,6 +127,8 @@ def _check_candidate_ids(candidates: torch.Tensor, vocab: int) -> None:
 
 def _raise_row_problem(code: int) -> None:
     row, problem = divmod(code, _PROBLEMS)
+    if problem == 3:
+        raise ValueError(f"weights/beta: expected finite values (beta * weights[{row}] holds NaN or inf)")
     if problem == 1:
         raise ValueError(f"row {row}: the tilted logits hold NaN or +inf (check logits[{row}], values[:, {row}] "
                          f"and weights[{row}])")
@@ -134,22 +150,19 @@ def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inve
     accumulation = plumbing.accumulation_dtype(logits.dtype)
     device = logits.device
     # CUDA tensors are computed on the host for now (the CUDA kernel is not written yet).
-    host = torch.device("cpu")
-    logits_host = plumbing.unit_stride_rows(logits.detach().to(host))
-    values_host = values.detach().to(host)
+    logits_host = plumbing.unit_stride_rows(_host(logits))
+    values_host = _host(values)
     if candidates is not None:
-        values_host = values_host.to(accumulation)
-        candidates_host = candidates.detach().to(host, torch.int64).contiguous()
+        values_host = _host(values_host, accumulation)
+        candidates_host = _host(candidates, torch.int64).contiguous()
         _check_candidate_ids(candidates_host, vocab)
     else:
         candidates_host = None
     if values_host.shape[0] and values_host.stride(2) != 1 and width > 1:
         values_host = values_host.contiguous()
-    coefficients_host = coefficients.detach().to(host, torch.float64).contiguous()
+    coefficients_host = _host(coefficients, torch.float64).contiguous()
     if base_logsumexp is not None:
-        base_logsumexp = base_logsumexp.detach().to(host, torch.float64).contiguous()
-    if not bool(torch.isfinite(coefficients_host).all()):
-        raise ValueError("weights/beta: expected finite values (beta * weights holds NaN or inf)")
+        base_logsumexp = _host(base_logsumexp, torch.float64).contiguous()
     tokens = torch.empty(batch if sample else 0, dtype=torch.int64)
     tilted = torch.empty(batch if return_logprobs else 0, dtype=torch.float64)
     base = torch.empty(batch if return_logprobs else 0, dtype=torch.float64)
@@ -167,12 +180,12 @@ def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inve
             address(base), address(base_logsumexp), address(out), plumbing.num_threads())
         if code != -1:
             _raise_row_problem(code)
-    return (tokens.to(device), tilted.to(device, accumulation), base.to(device, accumulation),
-            None if out is None else out.to(device))
+    return (_on(tokens, device), _on(tilted, device, accumulation), _on(base, device, accumulation),
+            None if out is None else _on(out, device))
 
 
 def _random_keys(seeds: torch.Tensor, offsets: torch.Tensor, streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return tuple(t.detach().to("cpu", torch.int64).contiguous() for t in (seeds, offsets, streams))
+    return tuple(_host(t, torch.int64).contiguous() for t in (seeds, offsets, streams))
 
 
 @torch.library.impl(library, "tilted_sample", "CPU")

@@ -313,6 +313,8 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
     ws.tilted.resize(args.width);
     t = ws.tilted.data();
   }
+  for (int64_t k = 0; k < args.objectives; ++k)
+    if (!std::isfinite(args.coefficients[b * args.objectives + k])) return kTiltBadCoefficients;
   bool non_finite = false;
   const A max = tilt_row<T, TV, A>(args, b, t, non_finite);
   if (non_finite) return kTiltNonFinite;
@@ -365,14 +367,18 @@ void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<Ra
     load_scaled<T>(logits, begin, count, scale, x);
     const A local_max = lse.add(x, count);
     if (cut && !(local_max > threshold)) continue;
-    for (int64_t j = 0; j < count; ++j) {
-      if (cut && !(x[j] > threshold)) continue;
-      buffer.push_back({x[j], begin + j});
-      if (static_cast<int64_t>(buffer.size()) == capacity) {
-        std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end());
-        threshold = buffer[k - 1].value;
-        buffer.resize(k);
-        cut = true;
+    for (int64_t part = 0; part < count; part += kSelectBlock) {
+      const int64_t end = std::min(count, part + kSelectBlock);
+      if (cut && !(block_max(x + part, end - part) > threshold)) continue;
+      for (int64_t j = part; j < end; ++j) {
+        if (cut && !(x[j] > threshold)) continue;
+        buffer.push_back({x[j], begin + j});
+        if (static_cast<int64_t>(buffer.size()) == capacity) {
+          std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end());
+          threshold = buffer[k - 1].value;
+          buffer.resize(k);
+          cut = true;
+        }
       }
     }
   }

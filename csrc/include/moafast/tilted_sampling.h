@@ -13,8 +13,8 @@
 namespace moafast {
 
 // Row problems the launchers report (as row * kTiltProblemCount + code).
-enum TiltProblem : int64_t { kTiltOk = 0, kTiltNonFinite = 1, kTiltNoToken = 2 };
-constexpr int64_t kTiltProblemCount = 3;
+enum TiltProblem : int64_t { kTiltOk = 0, kTiltNonFinite = 1, kTiltNoToken = 2, kTiltBadCoefficients = 3 };
+constexpr int64_t kTiltProblemCount = 4;
 
 struct TiltedSamplingArgs {
   const void* logits = nullptr;      // [batch, vocab], element stride 1
