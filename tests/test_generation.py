@@ -11,7 +11,7 @@ from transformers import LogitsProcessorList  # noqa: E402
 
 from moafast import generate  # noqa: E402
 from moafast.integrations import MultiRewardTiltProcessor  # noqa: E402
-from tests.tiny_lm import tiny_causal_lm, tiny_tokenizer  # noqa: E402
+from tiny_lm import tiny_causal_lm, tiny_tokenizer  # noqa: E402
 
 PAD, EOS = 0, 1
 

@@ -101,3 +101,25 @@ def write_ham_run(directory: Path, **config_overrides) -> dict:
               "learning_rate": 3e-2, "max_length": 16, "max_prompt_length": 4, "save_steps": 2}
     config.update(config_overrides)
     return config
+
+
+def prompt_token_rewards(prompt: str, response: str) -> list[float]:
+    """``token_rewards`` as a ``reward_fn(prompt, response)`` importable by name (``tiny_lm:...``)."""
+    return token_rewards(response)
+
+
+def write_mavis_run(directory: Path, prompts: int = 12, **config_overrides) -> dict:
+    """The tiny model, tokenizer and prompts under ``directory``; returns a MAVIS config dict for them."""
+    model_dir = directory / "tiny-lm"
+    tiny_causal_lm().save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    rng = random.Random(7)
+    rows = [{"prompt": " ".join(rng.choice(WORDS[3:]) for _ in range(2))} for _ in range(prompts)]
+    (directory / "prompts.json").write_text(json.dumps(rows))
+    config = {"model_name_or_path": str(model_dir), "output_dir": str(directory / "run"),
+              "prompts": str(directory / "prompts.json"), "reward_function": "tiny_lm:prompt_token_rewards",
+              "objectives": ["x", "y"], "root_children": 4, "children": 2, "num_layers": 3, "max_new_tokens": 6,
+              "top_k": 8, "epochs": 30, "per_device_batch_size": 16, "learning_rate": 3e-3, "save_steps": 10,
+              "optimizer": "adamw", "max_length": 32, "max_prompt_length": 8}
+    config.update(config_overrides)
+    return config

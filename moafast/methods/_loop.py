@@ -4,11 +4,16 @@ logging, checkpoints with exact resume."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+# reward_fn(prompt, response) -> one reward per objective
+RewardFunction = Callable[[str, str], Sequence[float]]
 
 STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
@@ -20,6 +25,17 @@ def make_accelerator():
     from accelerate import Accelerator
 
     return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def load_reward_function(spec: str) -> RewardFunction:
+    """``"package.module:function"`` -> that function (``reward_fn(prompt, response) -> [r_1, ..., r_J]``)."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError(f"reward_function: expected 'package.module:function', got {spec!r}")
+    function = getattr(importlib.import_module(module_name), name, None)
+    if not callable(function):
+        raise ValueError(f"reward_function: {spec!r} is not a callable in {module_name}")
+    return function
 
 
 def load_tokenizer(name_or_path: str):

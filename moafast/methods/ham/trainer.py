@@ -5,7 +5,7 @@ front, its hypervolume and a plot."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,6 @@ from moafast.methods.ham.model import HaMModel
 from moafast.methods.ham.objective import random_directions
 from moafast.methods.mah_dpo.model import MultiHeadCausalLM
 from moafast.ops import hypervolume
-
-RewardFunction = Callable[[str, str], Sequence[float]]
 
 
 class HaMTrainer:
@@ -122,7 +120,7 @@ class HaMTrainer:
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, reward_fn: RewardFunction, prompts: Sequence[str] | None = None, samples_per_prompt: int = 8,
+    def evaluate(self, reward_fn: loop.RewardFunction, prompts: Sequence[str] | None = None, samples_per_prompt: int = 8,
                  reference: Sequence[float] | None = None, plot_path: str | Path | None = None,
                  **generate_kwargs: Any) -> dict[str, Any]:
         """The learned front: each head samples ``samples_per_prompt`` responses per prompt (default: the
