@@ -53,7 +53,7 @@ if [[ $DRY_RUN == 1 ]]; then
 else
   BENCH=(--device cuda)
 fi
-if timeout 330 "$PY" -m bench.runner logprobs fused_dpo hypervolume "${BENCH[@]}" --out "$OUT/bench" >"$OUT/bench.log" 2>&1; then
+if timeout 330 "$PY" -m bench.runner logprobs fused_dpo hypervolume tilted_sampling "${BENCH[@]}" --out "$OUT/bench" >"$OUT/bench.log" 2>&1; then
   record benchmarks ok
 else
   record benchmarks "FAILED or timed out (see $OUT/bench.log)"

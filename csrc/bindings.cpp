@@ -99,7 +99,9 @@ int64_t tilted_sampling(uintptr_t logits, int64_t batch, int64_t vocab, int64_t 
                         int64_t candidates_row_stride, uintptr_t coefficients, double inverse_temperature,
                         int64_t top_k, double top_p, double min_p, uintptr_t seeds, uintptr_t offsets,
                         uintptr_t streams, uintptr_t tokens, uintptr_t tilted_logprobs, uintptr_t base_logprobs,
-                        uintptr_t base_lse, uintptr_t processed, int num_threads) {
+                        uintptr_t base_lse, uintptr_t processed, int num_threads, uintptr_t workspace_tilted,
+                        uintptr_t partial_max, uintptr_t partial_bad, uintptr_t problems, int64_t splits, int device,
+                        uintptr_t stream) {
   TiltedSamplingArgs args;
   args.logits = as_ptr<const void>(logits);
   args.batch = batch;
@@ -129,7 +131,15 @@ int64_t tilted_sampling(uintptr_t logits, int64_t batch, int64_t vocab, int64_t 
   args.processed = as_ptr<void>(processed);
   args.num_threads = num_threads;
   py::gil_scoped_release release;
-  return cpu::tilted_sampling(args);
+  if (device < 0) return cpu::tilted_sampling(args);
+  TiltedSamplingWorkspace workspace;
+  workspace.tilted = as_ptr<float>(workspace_tilted);
+  workspace.partial_max = as_ptr<float>(partial_max);
+  workspace.partial_bad = as_ptr<int>(partial_bad);
+  workspace.problems = as_ptr<int>(problems);
+  workspace.splits = splits;
+  cuda::tilted_sampling(args, workspace, device, as_ptr<void>(stream));
+  return -1;  // on CUDA the row problems land in `problems`
 }
 
 void topk_logsumexp(uintptr_t logits, int64_t batch, int64_t vocab, int64_t logits_row_stride, int logits_dtype,
@@ -165,8 +175,9 @@ PYBIND11_MODULE(_C, m) {
         "skips that output. On the CPU, non-finite input computes nothing and returns -2 (ref) or the first "
         "set * n + point with a non-finite unmasked coordinate; otherwise -1.");
   m.def("tilted_sampling", &tilted_sampling,
-        "Tilt, filter (top-k, top-p, min-p) and draw per row on the CPU; a zero address skips that output. "
-        "Returns -1, or row * 4 + problem (1: NaN or +inf in the tilted row, 2: no finite entry, 3: a non-finite "
+        "Tilt, filter (top-k, top-p, min-p) and draw per row (device < 0: the CPU; else CUDA with the workspace "
+        "buffers, row problems written to `problems`); a zero address skips that output. On the CPU "
+        "it returns -1, or row * 4 + problem (1: NaN or +inf in the tilted row, 2: no finite entry, 3: a non-finite "
         "coefficient) of the first bad row.");
   m.def("topk_logsumexp", &topk_logsumexp,
         "Per row on the CPU: the k largest of logits / T (descending, ties by lower index), their indices and "

@@ -4,6 +4,7 @@
 #include "moafast/cuda_runtime_info.h"
 #include "moafast/hypervolume.h"
 #include "moafast/logprobs.h"
+#include "moafast/tilted_sampling.h"
 
 namespace moafast::cuda {
 namespace {
@@ -18,5 +19,6 @@ RuntimeInfo runtime_info() { return RuntimeInfo{false, 0, 0, 0, "built without C
 void logprobs_forward(const LogprobsForwardArgs&, int, void*) { not_compiled(); }
 void logprobs_backward(const LogprobsBackwardArgs&, int, void*) { not_compiled(); }
 void hypervolume_small_sets(const HypervolumeArgs&, int, void*) { not_compiled(); }
+void tilted_sampling(const TiltedSamplingArgs&, const TiltedSamplingWorkspace&, int, void*) { not_compiled(); }
 
 }  // namespace moafast::cuda

@@ -22,6 +22,11 @@ Dense mode: ``values`` is ``[K, B, V]`` (the dtype of ``logits``). Candidate mod
 distinct token ids and ``values`` is ``[K, B, k]`` (any float dtype); the tilt, filters and draw then run
 over those k tokens only (everything else has probability 0), as MAVIS does over the base model's top-k.
 
+On CUDA (float32, bfloat16, float16 logits) a tilt kernel tiles (vocabulary chunk, row) and a row kernel
+filters by bisection over order-preserving keys and draws with the same Philox uniform (compiled, not yet
+run on a GPU); float64 CUDA tensors are computed on the host; ``topk_with_logsumexp`` on CUDA is
+``torch.topk`` + ``logsumexp`` (ties in any order).
+
 Weights are used as given, never renormalised. NaN/inf policy: NaN or inf in ``weights`` or ``beta`` raises
 ValueError; a row whose tilted logits hold NaN or ``+inf`` raises ValueError naming the row; ``-inf`` logits
 are tokens that cannot be drawn (a row with none left raises). Objectives whose coefficient
@@ -97,11 +102,11 @@ def _check_problem(logits: torch.Tensor, values: torch.Tensor, coefficients: tor
     return width
 
 
-def _host(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``tensor`` detached, on the CPU and in ``dtype``, copied only when it is not already so."""
+def _moved(tensor: torch.Tensor, where: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``tensor`` detached, on ``where`` and in ``dtype``, copied only when it is not already so."""
     tensor = tensor.detach()
-    if tensor.device.type != "cpu":
-        tensor = tensor.cpu()
+    if tensor.device != where:
+        tensor = tensor.to(where)
     return tensor if dtype is None or tensor.dtype == dtype else tensor.to(dtype)
 
 
@@ -149,43 +154,77 @@ def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inve
     batch, vocab = logits.shape
     accumulation = plumbing.accumulation_dtype(logits.dtype)
     device = logits.device
-    # CUDA tensors are computed on the host for now (the CUDA kernel is not written yet).
-    logits_host = plumbing.unit_stride_rows(_host(logits))
-    values_host = _host(values)
+    # The CUDA kernel takes float32/bfloat16/float16 logits; float64 CUDA tensors are computed on the host.
+    where = device if device.type == "cuda" and logits.dtype != torch.float64 else torch.device("cpu")
+    logits_in = plumbing.unit_stride_rows(_moved(logits, where))
+    values_in = _moved(values, where)
     if candidates is not None:
-        values_host = _host(values_host, accumulation)
-        candidates_host = _host(candidates, torch.int64).contiguous()
-        _check_candidate_ids(candidates_host, vocab)
+        values_in = _moved(values_in, where, accumulation)
+        candidates_in = _moved(candidates, where, torch.int64).contiguous()
+        _check_candidate_ids(candidates_in, vocab)
     else:
-        candidates_host = None
-    if values_host.shape[0] and values_host.stride(2) != 1 and width > 1:
-        values_host = values_host.contiguous()
-    coefficients_host = _host(coefficients, torch.float64).contiguous()
+        candidates_in = None
+    if values_in.shape[0] and values_in.stride(2) != 1 and width > 1:
+        values_in = values_in.contiguous()
+    coefficients_in = _moved(coefficients, where, torch.float64).contiguous()
     if base_logsumexp is not None:
-        base_logsumexp = _host(base_logsumexp, torch.float64).contiguous()
-    tokens = torch.empty(batch if sample else 0, dtype=torch.int64)
-    tilted = torch.empty(batch if return_logprobs else 0, dtype=torch.float64)
-    base = torch.empty(batch if return_logprobs else 0, dtype=torch.float64)
-    out = torch.empty(batch, width, dtype=accumulation) if processed else None
+        base_logsumexp = _moved(base_logsumexp, where, torch.float64).contiguous()
+    seeds, offsets, streams = (_moved(t, where, torch.int64).contiguous() for t in (seeds, offsets, streams))
+    tokens = torch.empty(batch if sample else 0, dtype=torch.int64, device=where)
+    tilted = torch.empty(batch if return_logprobs else 0, dtype=torch.float64, device=where)
+    base = torch.empty(batch if return_logprobs else 0, dtype=torch.float64, device=where)
+    out = torch.empty(batch, width, dtype=accumulation, device=where) if processed else None
     if batch:
-        def address(tensor):
-            return 0 if tensor is None or tensor.numel() == 0 else tensor.data_ptr()
-
+        workspace = _Workspace(batch, width, out, where)
+        device_index, stream = plumbing.launch_target(where)
         code = plumbing.extension().tilted_sampling(
-            logits_host.data_ptr(), batch, vocab, logits_host.stride(0), plumbing.dtype_code(logits.dtype),
-            address(values_host), values_host.shape[0], values_host.stride(0), values_host.stride(1),
-            plumbing.dtype_code(values_host.dtype), address(candidates_host), width,
-            width if candidates_host is not None else 0, coefficients_host.data_ptr(), inverse_temperature, top_k,
-            top_p, min_p, address(seeds), address(offsets), address(streams), address(tokens), address(tilted),
-            address(base), address(base_logsumexp), address(out), plumbing.num_threads())
+            logits_in.data_ptr(), batch, vocab, logits_in.stride(0), plumbing.dtype_code(logits.dtype),
+            _address(values_in), values_in.shape[0], values_in.stride(0), values_in.stride(1),
+            plumbing.dtype_code(values_in.dtype), _address(candidates_in), width,
+            width if candidates_in is not None else 0, coefficients_in.data_ptr(), inverse_temperature, top_k,
+            top_p, min_p, _address(seeds), _address(offsets), _address(streams), _address(tokens), _address(tilted),
+            _address(base), _address(base_logsumexp), _address(out), plumbing.num_threads(),
+            *workspace.addresses(), device_index, stream)
+        if where.type == "cuda":
+            code = workspace.first_problem()
         if code != -1:
             _raise_row_problem(code)
     return (_on(tokens, device), _on(tilted, device, accumulation), _on(base, device, accumulation),
             None if out is None else _on(out, device))
 
 
-def _random_keys(seeds: torch.Tensor, offsets: torch.Tensor, streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    return tuple(_host(t, torch.int64).contiguous() for t in (seeds, offsets, streams))
+def _address(tensor: torch.Tensor | None) -> int:
+    return 0 if tensor is None or tensor.numel() == 0 else tensor.data_ptr()
+
+
+class _Workspace:
+    """The CUDA launcher's buffers (none on the CPU): tilted rows, per-split partials, per-row problems."""
+
+    SETS_PER_WAVE = 264  # about two blocks per SM on an H100/H200; splits the vocabulary when B is small
+
+    def __init__(self, batch: int, width: int, processed: torch.Tensor | None, where: torch.device) -> None:
+        self.on_cuda = where.type == "cuda"
+        if not self.on_cuda:
+            return
+        self.splits = max(1, min(math.ceil(width / 4096), math.ceil(self.SETS_PER_WAVE / batch)))
+        self.tilted = processed if processed is not None else torch.empty(batch, width, device=where)
+        self.partial_max = torch.empty(batch * self.splits, device=where)
+        self.partial_bad = torch.empty(batch * self.splits, dtype=torch.int32, device=where)
+        self.problems = torch.zeros(batch, dtype=torch.int32, device=where)
+
+    def addresses(self) -> tuple[int, int, int, int, int]:
+        if not self.on_cuda:
+            return 0, 0, 0, 0, 1
+        return (self.tilted.data_ptr(), self.partial_max.data_ptr(), self.partial_bad.data_ptr(),
+                self.problems.data_ptr(), self.splits)
+
+    def first_problem(self) -> int:
+        """-1, or row * 4 + problem of the first bad row (one device sync)."""
+        bad = self.problems.nonzero()
+        if not bad.numel():
+            return -1
+        row = int(bad[0, 0])
+        return row * _PROBLEMS + int(self.problems[row])
 
 
 @torch.library.impl(library, "tilted_sample", "CPU")
@@ -195,7 +234,6 @@ def _tilted_sample(logits, values, coefficients, candidates, seeds, offsets, str
     batch = logits.shape[0] if logits.dim() == 2 else 0
     for name, tensor in (("seed", seeds), ("offset", offsets), ("streams", streams)):
         plumbing.check_shape(name, tensor, (batch,), "[B] with B = logits.shape[0]")
-    seeds, offsets, streams = _random_keys(seeds, offsets, streams)
     tokens, tilted, base, _ = _run(logits, values, coefficients, candidates, seeds, offsets, streams,
                                    inverse_temperature, top_k, top_p, min_p, sample=True,
                                    return_logprobs=return_logprobs, processed=False, base_logsumexp=base_logsumexp)
@@ -272,7 +310,11 @@ def _topk_with_logsumexp(logits, k, inverse_temperature):
     if not 1 <= k <= vocab:
         raise ValueError(f"k: expected 1 <= k <= V = {vocab}, got {k}")
     accumulation = plumbing.accumulation_dtype(logits.dtype)
-    host = plumbing.unit_stride_rows(logits.detach().to("cpu"))
+    if logits.device.type == "cuda":  # no fused CUDA kernel yet: two passes of torch ops on the device
+        scaled = logits.detach().to(accumulation) * inverse_temperature
+        top = scaled.topk(k, dim=1)
+        return top.values, top.indices, scaled.logsumexp(dim=1)
+    host = plumbing.unit_stride_rows(logits.detach())
     top_values = torch.empty(batch, k, dtype=accumulation)
     top_indices = torch.empty(batch, k, dtype=torch.int64)
     lse = torch.empty(batch, dtype=accumulation)
@@ -281,8 +323,7 @@ def _topk_with_logsumexp(logits, k, inverse_temperature):
                                             plumbing.dtype_code(logits.dtype), k, inverse_temperature,
                                             top_values.data_ptr(), top_indices.data_ptr(), lse.data_ptr(),
                                             plumbing.num_threads())
-    device = logits.device
-    return top_values.to(device), top_indices.to(device), lse.to(device)
+    return top_values, top_indices, lse
 
 
 @torch.library.register_fake("moafast::topk_with_logsumexp")

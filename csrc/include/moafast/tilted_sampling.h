@@ -56,6 +56,23 @@ struct TopkLogsumexpArgs {
   int num_threads = 1;
 };
 
+// Device buffers of the CUDA launcher: the tilted rows (the `processed` output when there is one), each
+// (row, vocabulary split)'s max and NaN/+inf count, and each row's TiltProblem (written, never thrown: the
+// caller reads them back).
+struct TiltedSamplingWorkspace {
+  float* tilted = nullptr;       // [batch, width]
+  float* partial_max = nullptr;  // [batch, splits]
+  int* partial_bad = nullptr;    // [batch, splits]
+  int* problems = nullptr;       // [batch]
+  int64_t splits = 1;
+};
+
+namespace cuda {
+// float32, bfloat16 and float16 logits; candidate values in float32.
+void tilted_sampling(const TiltedSamplingArgs& args, const TiltedSamplingWorkspace& workspace, int device,
+                     void* stream);
+}  // namespace cuda
+
 namespace cpu {
 void topk_logsumexp(const TopkLogsumexpArgs& args);
 // -1 when every row is fine, else row * kTiltProblemCount + TiltProblem of the first bad row.
