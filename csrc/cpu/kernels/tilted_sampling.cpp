@@ -26,9 +26,15 @@ constexpr int kBins = kBinsPerNat * kBinNats + 1;
 // Top-p over at most this many survivors sorts them instead of binning the row.
 constexpr int64_t kSortedTopPLimit = 8192;
 
+// Per block of kBlock entries: its max and sum_j exp(t_j - max), taken while the block is in L1 (pass A).
+template <typename A> struct BlockStats {
+  std::vector<A> max, sum;
+};
+
 template <typename A> struct Workspace {
-  std::vector<A> tilted, selection;
+  std::vector<A> tilted, selection, maxima;
   std::vector<double> block_mass, bin_mass;
+  BlockStats<A> stats;
 };
 
 // max of x[0, count) (NaN never wins), in kLanes independent lanes so that the loop vectorises.
@@ -69,9 +75,10 @@ template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* 
 }
 
 // t = a * l + sum_k c_k Q_k for one row; returns the row max and whether a NaN or +inf appeared. Objectives
-// whose coefficient is 0 in this row are not read.
+// whose coefficient is 0 in this row are not read. With `stats`, each block's max and exp-sum are taken too,
+// so that unfiltered rows need no second exp sweep.
 template <typename T, typename TV, typename A>
-A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite) {
+A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, BlockStats<A>* stats) {
   using S = typename Storage<T>::type;
   using SV = typename Storage<TV>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
@@ -98,6 +105,16 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite) {
       for (int64_t j = 0; j < count; ++j) out[j] += c * A(Storage<TV>::load(q[j]));
     }
     accumulate_max_and_bad(out, count, lane_max, lane_bad);
+    if (stats) {
+      const A local_max = block_max(out, count);
+      A sum = 0;
+      if (local_max > negative_infinity<A>()) {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < count; ++j) sum += bounded_exp(out[j] - local_max);
+      }
+      stats->max.push_back(local_max);
+      stats->sum.push_back(sum);
+    }
   }
   A max = negative_infinity<A>(), bad = 0;
   for (int lane = 0; lane < kLanes; ++lane) {
@@ -108,34 +125,29 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite) {
   return max;
 }
 
-// Entries a selection buffer holds before it is cut back to its k best: small, so that the threshold keeps up.
-int64_t selection_capacity(int64_t k) { return 2 * k + kSelectBlock; }
-
-// The k-th largest of t[0, width). Values above a running threshold collect in a buffer; a full buffer keeps
-// its k largest and raises the threshold to the k-th of them; blocks whose max does not pass are skipped.
-template <typename A> A kth_largest(const A* t, int64_t width, int64_t k, std::vector<A>& buffer) {
-  const int64_t capacity = selection_capacity(k);
-  if (capacity >= width / 2) {
-    buffer.assign(t, t + width);
-    std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
-    return buffer[k - 1];
-  }
+// The k-th largest of t[0, width), without sorting the row: the k-th largest of the kSelectBlock-entry blocks'
+// maxima is a lower bound (k distinct entries reach it), so only the blocks whose max reaches the bound can hold
+// the k largest, and their entries at or above it are selected exactly.
+template <typename A>
+A kth_largest(const A* t, int64_t width, int64_t k, std::vector<A>& maxima, std::vector<A>& buffer) {
+  const int64_t blocks = (width + kSelectBlock - 1) / kSelectBlock;
   buffer.clear();
-  A threshold = negative_infinity<A>();
-  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
-    const int64_t count = std::min(kSelectBlock, width - begin);
-    if (!(block_max(t + begin, count) > threshold)) continue;
-    for (int64_t j = begin; j < begin + count; ++j) {
-      if (!(t[j] > threshold)) continue;
-      buffer.push_back(t[j]);
-      if (static_cast<int64_t>(buffer.size()) == capacity) {
-        std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
-        threshold = buffer[k - 1];
-        buffer.resize(k);
-      }
+  if (blocks <= k) {
+    buffer.assign(t, t + width);
+  } else {
+    maxima.resize(blocks);
+    for (int64_t block = 0; block < blocks; ++block)
+      maxima[block] = block_max(t + block * kSelectBlock, std::min(kSelectBlock, width - block * kSelectBlock));
+    buffer.assign(maxima.begin(), maxima.end());
+    std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
+    const A bound = buffer[k - 1];
+    buffer.clear();
+    for (int64_t block = 0; block < blocks; ++block) {
+      if (!(maxima[block] >= bound)) continue;
+      for (int64_t j = block * kSelectBlock; j < std::min(width, (block + 1) * kSelectBlock); ++j)
+        if (t[j] >= bound) buffer.push_back(t[j]);
     }
   }
-  if (static_cast<int64_t>(buffer.size()) < k) return negative_infinity<A>();  // fewer than k finite values
   std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
   return buffer[k - 1];
 }
@@ -203,16 +215,25 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
 }
 
 // Mass of the kept entries (t >= threshold) relative to exp(max), per block of kBlock entries and in total.
+// With the blocks' stats from pass A, a block wholly below the threshold costs nothing and, without a
+// threshold, a block's mass is its stats' sum rescaled.
 template <typename A>
-double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass) {
+double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass,
+                 const BlockStats<A>* stats) {
   block_mass.resize((width + kBlock - 1) / kBlock);
   double total = 0.0;
   for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
     const int64_t count = std::min(kBlock, width - begin);
     const A* x = t + begin;
     A sum = 0;
-    if (threshold > negative_infinity<A>() && !(block_max(x, count) >= threshold)) {  // nothing kept: no exp
+    const A local_max = stats ? stats->max[block] : threshold > negative_infinity<A>() ? block_max(x, count) : max;
+    if (threshold > negative_infinity<A>() && !(local_max >= threshold)) {  // nothing kept: no exp
       block_mass[block] = 0.0;
+      continue;
+    }
+    if (stats && threshold == negative_infinity<A>()) {
+      block_mass[block] = static_cast<double>(stats->sum[block]) * std::exp(static_cast<double>(local_max - max));
+      total += block_mass[block];
       continue;
     }
 #pragma omp simd reduction(+ : sum)
@@ -315,16 +336,20 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   }
   for (int64_t k = 0; k < args.objectives; ++k)
     if (!std::isfinite(args.coefficients[b * args.objectives + k])) return kTiltBadCoefficients;
+  // Unfiltered (or min-p only) draws take their block masses from pass A; top-k and top-p make most blocks
+  // irrelevant, and those only pay for the blocks that keep something.
+  BlockStats<A>* stats = args.tokens && args.top_k == 0 && args.top_p >= 1.0 ? &ws.stats : nullptr;
+  if (stats) stats->max.clear(), stats->sum.clear();
   bool non_finite = false;
-  const A max = tilt_row<T, TV, A>(args, b, t, non_finite);
+  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, stats);
   if (non_finite) return kTiltNonFinite;
   if (max == negative_infinity<A>()) return kTiltNoToken;
   A threshold = negative_infinity<A>();
-  if (args.top_k > 0 && args.top_k < args.width) threshold = kth_largest(t, args.width, args.top_k, ws.selection);
+  if (args.top_k > 0 && args.top_k < args.width) threshold = kth_largest(t, args.width, args.top_k, ws.maxima, ws.selection);
   if (args.top_p < 1.0) threshold = top_p_threshold(t, args.width, threshold, max, args.top_p, ws);
   if (args.min_p > 0.0) threshold = std::max(threshold, max + static_cast<A>(std::log(args.min_p)));
   if (args.tokens) {
-    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass);
+    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass, stats);
     const double u = philox::uniform(static_cast<uint64_t>(args.seeds[b]), static_cast<uint64_t>(args.offsets[b]),
                                      static_cast<uint64_t>(args.streams[b]));
     const int64_t index = draw(t, args.width, threshold, max, ws.block_mass, total, u);
@@ -348,38 +373,41 @@ template <typename A> struct Ranked {
   }
 };
 
-// One read of the row: blocks of a * l land in L1, feed the running (max, sum) of the logsumexp and, when
-// their max passes the running threshold, a buffer of (value, index) that is cut back to its k best.
+// One read of the row from memory: blocks of a * l land in L1 and feed the running logsumexp and the maxima of
+// kSelectBlock-entry blocks; the k-th largest maximum bounds the k-th largest entry from below, so only the
+// blocks that reach it are read again (from cache) to select the k best exactly.
 template <typename T>
-void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<Ranked<typename Acc<T>::type>>& buffer) {
+void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<typename Acc<T>::type>& maxima,
+                        std::vector<Ranked<typename Acc<T>::type>>& buffer) {
   using A = typename Acc<T>::type;
   using S = typename Storage<T>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
   const A scale = static_cast<A>(args.inverse_temperature);
-  const int64_t k = args.k, capacity = selection_capacity(k);
+  const int64_t k = args.k, vocab = args.vocab, blocks = (vocab + kSelectBlock - 1) / kSelectBlock;
   A x[kBlock];
-  A threshold = negative_infinity<A>();
   RunningLogsumexp<A> lse;
-  bool cut = false;
-  buffer.clear();
-  for (int64_t begin = 0; begin < args.vocab; begin += kBlock) {
-    const int64_t count = std::min(kBlock, args.vocab - begin);
+  maxima.resize(blocks);
+  for (int64_t begin = 0; begin < vocab; begin += kBlock) {
+    const int64_t count = std::min(kBlock, vocab - begin);
     load_scaled<T>(logits, begin, count, scale, x);
-    const A local_max = lse.add(x, count);
-    if (cut && !(local_max > threshold)) continue;
-    for (int64_t part = 0; part < count; part += kSelectBlock) {
-      const int64_t end = std::min(count, part + kSelectBlock);
-      if (cut && !(block_max(x + part, end - part) > threshold)) continue;
-      for (int64_t j = part; j < end; ++j) {
-        if (cut && !(x[j] > threshold)) continue;
-        buffer.push_back({x[j], begin + j});
-        if (static_cast<int64_t>(buffer.size()) == capacity) {
-          std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end());
-          threshold = buffer[k - 1].value;
-          buffer.resize(k);
-          cut = true;
-        }
-      }
+    lse.add(x, count);
+    for (int64_t part = 0; part < count; part += kSelectBlock)
+      maxima[(begin + part) / kSelectBlock] = block_max(x + part, std::min(kSelectBlock, count - part));
+  }
+  A bound = negative_infinity<A>();
+  if (blocks > k) {
+    std::vector<Ranked<A>>& scratch = buffer;
+    scratch.clear();
+    for (int64_t block = 0; block < blocks; ++block) scratch.push_back({maxima[block], block});
+    std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end());
+    bound = scratch[k - 1].value;
+  }
+  buffer.clear();
+  for (int64_t block = 0; block < blocks; ++block) {
+    if (!(maxima[block] >= bound)) continue;
+    for (int64_t j = block * kSelectBlock; j < std::min(vocab, (block + 1) * kSelectBlock); ++j) {
+      const A value = scale * A(Storage<T>::load(logits[j]));
+      if (value >= bound) buffer.push_back({value, j});
     }
   }
   std::partial_sort(buffer.begin(), buffer.begin() + k, buffer.end());
@@ -395,9 +423,10 @@ void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<Ra
 template <typename T> void topk_all_rows(const TopkLogsumexpArgs& args) {
 #pragma omp parallel num_threads(args.num_threads)
   {
+    std::vector<typename Acc<T>::type> maxima;
     std::vector<Ranked<typename Acc<T>::type>> buffer;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < args.batch; ++b) topk_logsumexp_row<T>(args, b, buffer);
+    for (int64_t b = 0; b < args.batch; ++b) topk_logsumexp_row<T>(args, b, maxima, buffer);
   }
 }
 
