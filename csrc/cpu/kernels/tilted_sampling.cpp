@@ -26,15 +26,10 @@ constexpr int kBins = kBinsPerNat * kBinNats + 1;
 // Top-p over at most this many survivors sorts them instead of binning the row.
 constexpr int64_t kSortedTopPLimit = 8192;
 
-// Per block of kBlock entries: its max and sum_j exp(t_j - max), taken while the block is in L1 (pass A).
-template <typename A> struct BlockStats {
-  std::vector<A> max, sum;
-};
-
 template <typename A> struct Workspace {
   std::vector<A> tilted, selection, maxima;
+  std::vector<A> block_sums;  // per block of kBlock entries: sum_j exp(t_j - the block's max), from the tilt pass
   std::vector<double> block_mass, bin_mass;
-  BlockStats<A> stats;
 };
 
 // max of x[0, count) (NaN never wins), in kLanes independent lanes so that the loop vectorises.
@@ -75,10 +70,12 @@ template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* 
 }
 
 // t = a * l + sum_k c_k Q_k for one row; returns the row max and whether a NaN or +inf appeared. Objectives
-// whose coefficient is 0 in this row are not read. With `stats`, each block's max and exp-sum are taken too,
-// so that unfiltered rows need no second exp sweep.
+// whose coefficient is 0 in this row are not read. While each block is in L1 it also records the maxima of its
+// kSelectBlock-entry parts (the filters and the draw skip parts by them) and, with `block_sums`, the block's
+// exp-sum, so that unfiltered rows need no second exp sweep.
 template <typename T, typename TV, typename A>
-A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, BlockStats<A>* stats) {
+A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, std::vector<A>& maxima,
+           std::vector<A>* block_sums) {
   using S = typename Storage<T>::type;
   using SV = typename Storage<TV>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
@@ -87,6 +84,7 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, Bl
   const A scale = static_cast<A>(args.inverse_temperature);
   A lane_max[kLanes], lane_bad[kLanes];
   for (int lane = 0; lane < kLanes; ++lane) lane_max[lane] = negative_infinity<A>(), lane_bad[lane] = 0;
+  maxima.resize((args.width + kSelectBlock - 1) / kSelectBlock);
   for (int64_t begin = 0; begin < args.width; begin += kBlock) {
     const int64_t count = std::min(kBlock, args.width - begin);
     A* out = t + begin;
@@ -105,15 +103,19 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, Bl
       for (int64_t j = 0; j < count; ++j) out[j] += c * A(Storage<TV>::load(q[j]));
     }
     accumulate_max_and_bad(out, count, lane_max, lane_bad);
-    if (stats) {
-      const A local_max = block_max(out, count);
+    A local_max = negative_infinity<A>();
+    for (int64_t part = 0; part < count; part += kSelectBlock) {
+      const A part_max = block_max(out + part, std::min(kSelectBlock, count - part));
+      maxima[(begin + part) / kSelectBlock] = part_max;
+      local_max = part_max > local_max ? part_max : local_max;
+    }
+    if (block_sums) {
       A sum = 0;
       if (local_max > negative_infinity<A>()) {
 #pragma omp simd reduction(+ : sum)
         for (int64_t j = 0; j < count; ++j) sum += bounded_exp(out[j] - local_max);
       }
-      stats->max.push_back(local_max);
-      stats->sum.push_back(sum);
+      block_sums->push_back(sum);
     }
   }
   A max = negative_infinity<A>(), bad = 0;
@@ -125,26 +127,23 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, Bl
   return max;
 }
 
-// The k-th largest of t[0, width), without sorting the row: the k-th largest of the kSelectBlock-entry blocks'
-// maxima is a lower bound (k distinct entries reach it), so only the blocks whose max reaches the bound can hold
-// the k largest, and their entries at or above it are selected exactly.
+// The k-th largest of t[0, width), without sorting the row: the k-th largest of the kSelectBlock-entry parts'
+// maxima (from the tilt pass) is a lower bound (k distinct entries reach it), so only the parts whose max
+// reaches the bound can hold the k largest, and their entries at or above it are selected exactly.
 template <typename A>
-A kth_largest(const A* t, int64_t width, int64_t k, std::vector<A>& maxima, std::vector<A>& buffer) {
-  const int64_t blocks = (width + kSelectBlock - 1) / kSelectBlock;
+A kth_largest(const A* t, int64_t width, int64_t k, const std::vector<A>& maxima, std::vector<A>& buffer) {
+  const int64_t parts = static_cast<int64_t>(maxima.size());
   buffer.clear();
-  if (blocks <= k) {
+  if (parts <= k) {
     buffer.assign(t, t + width);
   } else {
-    maxima.resize(blocks);
-    for (int64_t block = 0; block < blocks; ++block)
-      maxima[block] = block_max(t + block * kSelectBlock, std::min(kSelectBlock, width - block * kSelectBlock));
     buffer.assign(maxima.begin(), maxima.end());
     std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
     const A bound = buffer[k - 1];
     buffer.clear();
-    for (int64_t block = 0; block < blocks; ++block) {
-      if (!(maxima[block] >= bound)) continue;
-      for (int64_t j = block * kSelectBlock; j < std::min(width, (block + 1) * kSelectBlock); ++j)
+    for (int64_t part = 0; part < parts; ++part) {
+      if (!(maxima[part] >= bound)) continue;
+      for (int64_t j = part * kSelectBlock; j < std::min(width, (part + 1) * kSelectBlock); ++j)
         if (t[j] >= bound) buffer.push_back(t[j]);
     }
   }
@@ -178,7 +177,7 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
     for (int64_t begin = 0; begin < width && static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit;
          begin += kSelectBlock) {
       const int64_t count = std::min(kSelectBlock, width - begin);
-      if (!(block_max(t + begin, count) >= floor)) continue;
+      if (!(ws.maxima[begin / kSelectBlock] >= floor)) continue;
       for (int64_t j = begin; j < begin + count; ++j)
         if (t[j] >= floor) survivors.push_back(t[j]);
     }
@@ -215,24 +214,26 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
 }
 
 // Mass of the kept entries (t >= threshold) relative to exp(max), per block of kBlock entries and in total.
-// With the blocks' stats from pass A, a block wholly below the threshold costs nothing and, without a
-// threshold, a block's mass is its stats' sum rescaled.
+// A block whose parts' maxima are all below the threshold costs nothing; without a threshold and with the
+// tilt pass's block sums, a block's mass is its sum rescaled.
 template <typename A>
 double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass,
-                 const BlockStats<A>* stats) {
+                 const std::vector<A>& maxima, const std::vector<A>* block_sums) {
   block_mass.resize((width + kBlock - 1) / kBlock);
   double total = 0.0;
   for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
     const int64_t count = std::min(kBlock, width - begin);
     const A* x = t + begin;
     A sum = 0;
-    const A local_max = stats ? stats->max[block] : threshold > negative_infinity<A>() ? block_max(x, count) : max;
+    A local_max = negative_infinity<A>();
+    for (int64_t part = begin / kSelectBlock; part * kSelectBlock < begin + count; ++part)
+      local_max = maxima[part] > local_max ? maxima[part] : local_max;
     if (threshold > negative_infinity<A>() && !(local_max >= threshold)) {  // nothing kept: no exp
       block_mass[block] = 0.0;
       continue;
     }
-    if (stats && threshold == negative_infinity<A>()) {
-      block_mass[block] = static_cast<double>(stats->sum[block]) * std::exp(static_cast<double>(local_max - max));
+    if (block_sums && threshold == negative_infinity<A>()) {
+      block_mass[block] = static_cast<double>((*block_sums)[block]) * std::exp(static_cast<double>(local_max - max));
       total += block_mass[block];
       continue;
     }
@@ -338,10 +339,10 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
     if (!std::isfinite(args.coefficients[b * args.objectives + k])) return kTiltBadCoefficients;
   // Unfiltered (or min-p only) draws take their block masses from pass A; top-k and top-p make most blocks
   // irrelevant, and those only pay for the blocks that keep something.
-  BlockStats<A>* stats = args.tokens && args.top_k == 0 && args.top_p >= 1.0 ? &ws.stats : nullptr;
-  if (stats) stats->max.clear(), stats->sum.clear();
+  std::vector<A>* block_sums = args.tokens && args.top_k == 0 && args.top_p >= 1.0 ? &ws.block_sums : nullptr;
+  if (block_sums) block_sums->clear();
   bool non_finite = false;
-  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, stats);
+  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima, block_sums);
   if (non_finite) return kTiltNonFinite;
   if (max == negative_infinity<A>()) return kTiltNoToken;
   A threshold = negative_infinity<A>();
@@ -349,7 +350,7 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   if (args.top_p < 1.0) threshold = top_p_threshold(t, args.width, threshold, max, args.top_p, ws);
   if (args.min_p > 0.0) threshold = std::max(threshold, max + static_cast<A>(std::log(args.min_p)));
   if (args.tokens) {
-    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass, stats);
+    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass, ws.maxima, block_sums);
     const double u = philox::uniform(static_cast<uint64_t>(args.seeds[b]), static_cast<uint64_t>(args.offsets[b]),
                                      static_cast<uint64_t>(args.streams[b]));
     const int64_t index = draw(t, args.width, threshold, max, ws.block_mass, total, u);
