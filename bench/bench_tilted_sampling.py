@@ -171,6 +171,7 @@ def cases(quick: bool, device: str) -> list[Case]:
                     params={"B": batch, "V": vocab, "K": objectives, "dtype": dtype, "filters": filters},
                     variants=DENSE_VARIANTS,
                     bytes_moved=batch * vocab * (objectives + 1) * ITEMSIZE[dtype],  # logits and values, once
+                    warmup=None if quick else 2, repeats=None if quick else 11,  # a noisy 2-core VM: more calls
                 ))
         k = 40
         out.append(Case(
@@ -179,5 +180,6 @@ def cases(quick: bool, device: str) -> list[Case]:
                     "temperature": 1.0},
             variants=CANDIDATE_VARIANTS,
             bytes_moved=batch * vocab * 4,  # the logits, once (the k values are a few KiB)
+            warmup=None if quick else 2, repeats=None if quick else 11,
         ))
     return out
