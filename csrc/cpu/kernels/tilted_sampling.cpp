@@ -28,7 +28,6 @@ constexpr int64_t kSortedTopPLimit = 8192;
 
 template <typename A> struct Workspace {
   std::vector<A> tilted, selection, maxima;
-  std::vector<A> block_sums;  // per block of kBlock entries: sum_j exp(t_j - the block's max), from the tilt pass
   std::vector<double> block_mass, bin_mass;
 };
 
@@ -71,11 +70,9 @@ template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* 
 
 // t = a * l + sum_k c_k Q_k for one row; returns the row max and whether a NaN or +inf appeared. Objectives
 // whose coefficient is 0 in this row are not read. While each block is in L1 it also records the maxima of its
-// kSelectBlock-entry parts (the filters and the draw skip parts by them) and, with `block_sums`, the block's
-// exp-sum, so that unfiltered rows need no second exp sweep.
+// kSelectBlock-entry parts: the filters and the draw skip parts by them.
 template <typename T, typename TV, typename A>
-A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, std::vector<A>& maxima,
-           std::vector<A>* block_sums) {
+A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, std::vector<A>& maxima) {
   using S = typename Storage<T>::type;
   using SV = typename Storage<TV>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
@@ -103,20 +100,8 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, st
       for (int64_t j = 0; j < count; ++j) out[j] += c * A(Storage<TV>::load(q[j]));
     }
     accumulate_max_and_bad(out, count, lane_max, lane_bad);
-    A local_max = negative_infinity<A>();
-    for (int64_t part = 0; part < count; part += kSelectBlock) {
-      const A part_max = block_max(out + part, std::min(kSelectBlock, count - part));
-      maxima[(begin + part) / kSelectBlock] = part_max;
-      local_max = part_max > local_max ? part_max : local_max;
-    }
-    if (block_sums) {
-      A sum = 0;
-      if (local_max > negative_infinity<A>()) {
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < count; ++j) sum += bounded_exp(out[j] - local_max);
-      }
-      block_sums->push_back(sum);
-    }
+    for (int64_t part = 0; part < count; part += kSelectBlock)
+      maxima[(begin + part) / kSelectBlock] = block_max(out + part, std::min(kSelectBlock, count - part));
   }
   A max = negative_infinity<A>(), bad = 0;
   for (int lane = 0; lane < kLanes; ++lane) {
@@ -214,11 +199,10 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
 }
 
 // Mass of the kept entries (t >= threshold) relative to exp(max), per block of kBlock entries and in total.
-// A block whose parts' maxima are all below the threshold costs nothing; without a threshold and with the
-// tilt pass's block sums, a block's mass is its sum rescaled.
+// A block whose parts' maxima are all below the threshold costs nothing.
 template <typename A>
 double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass,
-                 const std::vector<A>& maxima, const std::vector<A>* block_sums) {
+                 const std::vector<A>& maxima) {
   block_mass.resize((width + kBlock - 1) / kBlock);
   double total = 0.0;
   for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
@@ -230,11 +214,6 @@ double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<doub
       local_max = maxima[part] > local_max ? maxima[part] : local_max;
     if (threshold > negative_infinity<A>() && !(local_max >= threshold)) {  // nothing kept: no exp
       block_mass[block] = 0.0;
-      continue;
-    }
-    if (block_sums && threshold == negative_infinity<A>()) {
-      block_mass[block] = static_cast<double>((*block_sums)[block]) * std::exp(static_cast<double>(local_max - max));
-      total += block_mass[block];
       continue;
     }
 #pragma omp simd reduction(+ : sum)
@@ -337,12 +316,8 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   }
   for (int64_t k = 0; k < args.objectives; ++k)
     if (!std::isfinite(args.coefficients[b * args.objectives + k])) return kTiltBadCoefficients;
-  // Unfiltered (or min-p only) draws take their block masses from pass A; top-k and top-p make most blocks
-  // irrelevant, and those only pay for the blocks that keep something.
-  std::vector<A>* block_sums = args.tokens && args.top_k == 0 && args.top_p >= 1.0 ? &ws.block_sums : nullptr;
-  if (block_sums) block_sums->clear();
   bool non_finite = false;
-  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima, block_sums);
+  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima);
   if (non_finite) return kTiltNonFinite;
   if (max == negative_infinity<A>()) return kTiltNoToken;
   A threshold = negative_infinity<A>();
@@ -350,7 +325,7 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   if (args.top_p < 1.0) threshold = top_p_threshold(t, args.width, threshold, max, args.top_p, ws);
   if (args.min_p > 0.0) threshold = std::max(threshold, max + static_cast<A>(std::log(args.min_p)));
   if (args.tokens) {
-    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass, ws.maxima, block_sums);
+    const double total = kept_mass(t, args.width, threshold, max, ws.block_mass, ws.maxima);
     const double u = philox::uniform(static_cast<uint64_t>(args.seeds[b]), static_cast<uint64_t>(args.offsets[b]),
                                      static_cast<uint64_t>(args.streams[b]));
     const int64_t index = draw(t, args.width, threshold, max, ws.block_mass, total, u);
