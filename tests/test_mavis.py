@@ -208,3 +208,15 @@ def test_two_process_ddp_value_training(tmp_path: Path) -> None:
     assert sorted({node["prompt"] for node in trees}) == list(range(6)), "both shards merged"
     assert len(trees) == 6 * (1 + 4 + 8 + 16) or all(node["finished"] for node in trees if not node["children"])
     assert (value_model_path(tmp_path / "run", 0, "y") / "score.safetensors").exists()
+
+
+def test_lora_value_models_train_save_and_load(tmp_path: Path) -> None:
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    trainer = MavisValueTrainer(MavisConfig(**tiny_lm.write_mavis_run(tmp_path, epochs=1, prompts=4, lora=lora)))
+    trainer.train()
+    saved = value_model_path(trainer.config.output_dir, 0, "x")
+    assert (saved / "backbone" / "adapter_config.json").exists(), "only the adapter is saved under LoRA"
+    loaded = trainer.value_models()[0]
+    ids = torch.tensor([[5, 6, 7]])
+    assert torch.isfinite(loaded(ids, torch.ones_like(ids))).all()
+    assert bool((loaded.score.weight != 0).any()), "the score head trains with the adapter"
