@@ -4,7 +4,8 @@ Dense: ``(l + beta * sum_k w[b, k] Q[k, b]) / T``, top-k, top-p, draw. Against t
 LogitsProcessor, then HF's Temperature/TopK/TopP warpers, softmax and ``torch.multinomial``, on float32 scores
 as ``generate`` makes them) and plain-PyTorch sort-based filtering (one sort, cumsum, scatter, multinomial).
 Candidate mode: MAVIS's per-step path (``topk(l / T, k)``, the full softmax for its KL term, the tilt over the
-k, softmax, multinomial) against ``topk_with_logsumexp`` + ``tilted_sample(candidates=...)``.
+k, softmax, multinomial) against ``topk_with_logsumexp`` + ``tilted_sample(candidates=...)``. Besides the
+copy-bandwidth floor of the run, each case times one plain read of its inputs (a float32 sum over their bytes).
 """
 
 from __future__ import annotations
@@ -102,6 +103,17 @@ def _torch_sort() -> Callable:
     return sample
 
 
+def _read_inputs(params: dict[str, Any], device: str):
+    """The memory floor in practice: one read of the inputs the sampler must read (a float32 sum over their
+    bytes), timed like the variants, in its own process."""
+    import torch
+
+    logits, values, _, _ = _inputs(params, device)
+    inputs = [logits] if "k" in params else [logits, values]
+    as_float = [t.contiguous().view(torch.float32) for t in inputs]
+    return lambda: [t.sum() for t in as_float]
+
+
 def _candidate_variant(load: Callable[[], Callable]) -> Callable[[dict[str, Any], str], Any]:
     def setup(params: dict[str, Any], device: str):
         step = load()
@@ -147,10 +159,12 @@ DENSE_VARIANTS = (
     Variant("moafast tilted_sample", _dense_variant(_moafast_dense), ours=True),
     Variant("HF LogitsProcessor + warpers + multinomial", _dense_variant(_hf_pipeline), requires=("transformers",)),
     Variant("torch sort-based top-k/top-p", _dense_variant(_torch_sort)),
+    Variant("read the inputs once (torch sum)", _read_inputs, floor=True),
 )
 CANDIDATE_VARIANTS = (
     Variant("moafast topk_with_logsumexp + tilted_sample", _candidate_variant(_moafast_candidates), ours=True),
     Variant("MAVIS per-step path (torch)", _candidate_variant(_mavis_step)),
+    Variant("read the logits once (torch sum)", _read_inputs, floor=True),
 )
 
 
