@@ -4,9 +4,6 @@ random Llama with two verifiable, conflicting objectives: the heads spread and t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,11 @@ pytest.importorskip("transformers", reason="HaM needs transformers (pip install 
 pytest.importorskip("accelerate", reason="HaM needs accelerate (pip install moafast[test])")
 
 import tiny_lm  # noqa: E402
+from cli_runs import run_cli  # noqa: E402
 from moafast import reference  # noqa: E402
 from moafast.methods.ham import HaMConfig, HaMTrainer, normalise, scalarized_hypervolume  # noqa: E402
 from moafast.methods.ham.objective import ham_hypervolume, random_directions  # noqa: E402
 from moafast.testing import assert_close  # noqa: E402
-
-TESTS = Path(__file__).resolve().parent
 
 
 def test_normalised_points_dominate_the_origin_and_keep_their_order() -> None:
@@ -98,29 +94,16 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
 def test_cli_trains_ham(tmp_path: Path) -> None:
     config = tmp_path / "ham.json"
     config.write_text(json.dumps(tiny_lm.write_ham_run(tmp_path, max_steps=2)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "moafast.cli", "train", "ham", "--config", str(config)], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli(["train", "ham", "--config", str(config)], tmp_path)
     assert "HaM: 2 steps" in result.stdout
     assert (tmp_path / "run" / "final" / "heads.safetensors").exists()
 
 
 def test_two_process_ddp_run(tmp_path: Path) -> None:
     """gloo, 2 processes: each scores its own mini-batch, gradients are averaged, only rank 0 writes."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     config = tmp_path / "ham.json"
     config.write_text(json.dumps(tiny_lm.write_ham_run(tmp_path, max_steps=2, per_device_batch_size=8)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             f"--master_port={port}", "-m", "moafast.cli", "train", "ham", "--config", str(config)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_cli(["train", "ham", "--config", str(config)], tmp_path, processes=2)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2, "one metrics line per step, from rank 0 only"
     assert (tmp_path / "run" / "final" / "heads.safetensors").exists()

@@ -4,10 +4,6 @@ trainer (accuracy rising per head, exact resume, LoRA), head mixing at inference
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +13,11 @@ pytest.importorskip("transformers", reason="MAH-DPO needs transformers (pip inst
 pytest.importorskip("accelerate", reason="MAH-DPO needs accelerate (pip install moafast[test])")
 
 import tiny_lm  # noqa: E402
+from cli_runs import run_cli  # noqa: E402
 from moafast.losses import dpo_loss  # noqa: E402
 from moafast.methods.mah_dpo import (  # noqa: E402
     BalancedSchedule, MAHDPOConfig, MAHDPOTrainer, MultiHeadCausalLM, collate_pairs, tokenize_rows,
 )
-
-TESTS = Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -204,30 +199,6 @@ def test_config_errors_name_the_field_and_the_fix(tmp_path: Path) -> None:
         MAHDPOTrainer(MAHDPOConfig(**{**base, "objectives": {"x": str(tmp_path / "rows.json"), "y": base["objectives"]["y"]}}))
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def test_cli_trains_from_a_yaml_config(tmp_path: Path) -> None:
-    import yaml
-
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(tiny_lm.write_run(tmp_path, max_steps=2)))
-    result = _run([sys.executable, "-m", "moafast.cli", "train", "mah-dpo", "--config", str(config)], tmp_path)
-    assert (tmp_path / "run" / "final" / "heads.safetensors").exists()
-    assert "x: accuracy" in result.stdout and "y: accuracy" in result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
     """gloo, 2 processes x 2 pairs per micro-batch vs 1 process x 4 pairs: the same losses and heads."""
@@ -238,10 +209,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path:
         config = directory / "run.json"
         config.write_text(json.dumps(tiny_lm.write_run(directory, max_steps=3, per_device_batch_size=batch,
                                                        save_steps=3, reference="cache")))
-        launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                    f"--master_port={_free_port()}", "-m", "moafast.cli"] if processes > 1 else \
-            [sys.executable, "-m", "moafast.cli"]
-        _run(launcher + ["train", "mah-dpo", "--config", str(config)], directory)
+        run_cli(["train", "mah-dpo", "--config", str(config)], directory, processes=processes)
         metrics = [json.loads(line) for line in (directory / "run" / "metrics.jsonl").read_text().splitlines()]
         heads = MultiHeadCausalLM.from_pretrained(directory / "run" / "final").heads.detach()
         runs[processes] = ([m["loss"] for m in metrics], heads)

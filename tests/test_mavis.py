@@ -4,10 +4,7 @@ decoding that follows the weights, the CLI and a 2-process DDP run."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +14,11 @@ pytest.importorskip("transformers", reason="MAVIS needs transformers (pip instal
 pytest.importorskip("accelerate", reason="MAVIS needs accelerate (pip install moafast[test])")
 
 import tiny_lm  # noqa: E402
+from cli_runs import run_cli  # noqa: E402
 from moafast import generate  # noqa: E402
 from moafast.methods.mavis import (CandidateScorer, MavisConfig, MavisValueTrainer, TreeNode,  # noqa: E402
                                    ValueModel, label_trees, mavis_generate, sample_trees, value_model_path)
 from moafast.methods.mavis.tree import segment_length  # noqa: E402
-
-TESTS = Path(__file__).resolve().parent
 
 
 def tiny_value_model(seed: int = 0) -> ValueModel:
@@ -173,37 +169,21 @@ def test_interrupted_training_resumes_to_the_same_value_models(tmp_path: Path, m
 def test_cli_trains_values_and_generates(tmp_path: Path) -> None:
     config = tmp_path / "mavis.json"
     config.write_text(json.dumps(tiny_lm.write_mavis_run(tmp_path, epochs=1, prompts=4)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    train = subprocess.run([sys.executable, "-m", "moafast.cli", "train", "mavis-values", "--config", str(config)],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert train.returncode == 0, train.stderr[-3000:]
+    train = run_cli(["train", "mavis-values", "--config", str(config)], tmp_path)
     assert "MAVIS values: 1 round(s) x 2 objective(s)" in train.stdout
-    decode = subprocess.run([sys.executable, "-m", "moafast.cli", "generate", "mavis", "--config", str(config),
-                             "--prompt", "p0 p1", "--prompt", "p2", "--weights", "0.5,0.5", "--beta", "2"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert decode.returncode == 0, decode.stderr[-3000:]
+    decode = run_cli(["generate", "mavis", "--config", str(config), "--prompt", "p0 p1", "--prompt", "p2",
+                      "--weights", "0.5,0.5", "--beta", "2"], tmp_path)
     assert decode.stdout.count("log pi/pi_ref") == 2
-    bad = subprocess.run([sys.executable, "-m", "moafast.cli", "generate", "mavis", "--config", str(config),
-                          "--prompt", "p0", "--weights", "1"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+    bad = run_cli(["generate", "mavis", "--config", str(config), "--prompt", "p0", "--weights", "1"], tmp_path,
+                  check=False)
     assert bad.returncode != 0 and "--weights: expected 2 values" in bad.stderr
 
 
 def test_two_process_ddp_value_training(tmp_path: Path) -> None:
     """gloo, 2 processes: each samples trees for half the prompts, the shards are merged, training is DDP."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     config = tmp_path / "mavis.json"
     config.write_text(json.dumps(tiny_lm.write_mavis_run(tmp_path, epochs=1, prompts=6)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             f"--master_port={port}", "-m", "moafast.cli", "train", "mavis-values", "--config",
-                             str(config)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_cli(["train", "mavis-values", "--config", str(config)], tmp_path, processes=2)
     trees = json.loads((tmp_path / "run" / "trees" / "round0.json").read_text())
     assert sorted({node["prompt"] for node in trees}) == list(range(6)), "both shards merged"
     assert len(trees) == 6 * (1 + 4 + 8 + 16) or all(node["finished"] for node in trees if not node["children"])

@@ -87,31 +87,31 @@ struct RowShared {
   int64_t index;
 };
 
-__device__ double block_sum(RowShared& shared, double value) {
-  const double sum = cub::BlockReduce<double, kRowThreads>(shared.storage.reduce_double).Sum(value);
-  if (threadIdx.x == 0) shared.broadcast_double = sum;
+struct Sum {
+  template <typename V> __device__ __forceinline__ V operator()(V a, V b) const { return a + b; }
+};
+
+// The block-wide reduction of `value`, returned to every thread through `slot`.
+template <typename V, typename Op>
+__device__ V all_reduce(typename cub::BlockReduce<V, kRowThreads>::TempStorage& storage, V& slot, V value, Op op) {
+  const V reduced = cub::BlockReduce<V, kRowThreads>(storage).Reduce(value, op);
+  if (threadIdx.x == 0) slot = reduced;
   __syncthreads();
-  const double out = shared.broadcast_double;
+  const V out = slot;
   __syncthreads();
   return out;
+}
+
+__device__ double block_sum(RowShared& shared, double value) {
+  return all_reduce(shared.storage.reduce_double, shared.broadcast_double, value, Sum());
 }
 
 __device__ int block_count(RowShared& shared, int value) {
-  const int sum = cub::BlockReduce<int, kRowThreads>(shared.storage.reduce_int).Sum(value);
-  if (threadIdx.x == 0) shared.broadcast_int = sum;
-  __syncthreads();
-  const int out = shared.broadcast_int;
-  __syncthreads();
-  return out;
+  return all_reduce(shared.storage.reduce_int, shared.broadcast_int, value, Sum());
 }
 
 __device__ float block_max(RowShared& shared, float value) {
-  const float max = cub::BlockReduce<float, kRowThreads>(shared.storage.reduce_float).Reduce(value, Maximum());
-  if (threadIdx.x == 0) shared.broadcast_float = max;
-  __syncthreads();
-  const float out = shared.broadcast_float;
-  __syncthreads();
-  return out;
+  return all_reduce(shared.storage.reduce_float, shared.broadcast_float, value, Maximum());
 }
 
 // The k-th largest entry: the largest key with at least k entries at or above it, one bit at a time.
