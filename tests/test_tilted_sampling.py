@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from moafast.ops.tilted_sampling import tilted_logits, tilted_sample, topk_with_logsumexp
+from moafast.ops import tilted_logits, tilted_sample, topk_with_logsumexp
 from moafast.reference import tilted_sampling as reference
 from moafast.testing import assert_close
 

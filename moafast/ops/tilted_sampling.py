@@ -41,9 +41,8 @@ import torch
 
 from moafast.ops import _plumbing as plumbing
 from moafast.ops._library import library
-
-SAMPLING_DTYPES = plumbing.FLOAT_DTYPES
-_INT64_MASK = (1 << 64) - 1
+from moafast.ops._sampling_args import (SAMPLING_DTYPES, check_logits, check_temperature, coefficients_of,
+                                        random_keys)
 _PROBLEMS = 4
 
 library.define(
@@ -55,22 +54,12 @@ library.define(
     "tilted_logits(Tensor logits, Tensor values, Tensor coefficients, Tensor? candidates, float inverse_temperature, "
     "int top_k, float top_p, float min_p) -> Tensor"
 )
-library.define("topk_with_logsumexp(Tensor logits, int k, float inverse_temperature) -> (Tensor, Tensor, Tensor)")
-
-
-def _check_logits(logits: torch.Tensor) -> tuple[int, int]:
-    plumbing.check_tensor("logits", logits)
-    plumbing.check_ndim("logits", logits, 2, "[B, V]")
-    plumbing.check_dtype("logits", logits, SAMPLING_DTYPES)
-    if logits.shape[1] == 0:
-        raise ValueError("logits: expected V = logits.shape[1] >= 1, got an empty vocabulary")
-    return logits.shape[0], logits.shape[1]
 
 
 def _check_problem(logits: torch.Tensor, values: torch.Tensor, coefficients: torch.Tensor,
                    candidates: torch.Tensor | None, top_k: int, top_p: float, min_p: float) -> int:
     """Checks the op-level arguments; returns the width (V dense, k candidates)."""
-    batch, vocab = _check_logits(logits)
+    batch, vocab = check_logits(logits)
     plumbing.check_tensor("values", values)
     plumbing.check_ndim("values", values, 3, "[K, B, V] (dense) or [K, B, k] (candidate mode)")
     plumbing.check_dtype("values", values, SAMPLING_DTYPES)
@@ -303,106 +292,6 @@ def _tilted_logits_backward(ctx, grad):
 torch.library.register_autograd("moafast::tilted_logits", _tilted_logits_backward, setup_context=_tilted_logits_setup)
 
 
-@torch.library.impl(library, "topk_with_logsumexp", "CPU")
-@torch.library.impl(library, "topk_with_logsumexp", "CUDA")
-def _topk_with_logsumexp(logits, k, inverse_temperature):
-    batch, vocab = _check_logits(logits)
-    if not 1 <= k <= vocab:
-        raise ValueError(f"k: expected 1 <= k <= V = {vocab}, got {k}")
-    accumulation = plumbing.accumulation_dtype(logits.dtype)
-    if logits.device.type == "cuda":  # no fused CUDA kernel yet: two passes of torch ops on the device
-        scaled = logits.detach().to(accumulation) * inverse_temperature
-        top = scaled.topk(k, dim=1)
-        return top.values, top.indices, scaled.logsumexp(dim=1)
-    host = plumbing.unit_stride_rows(logits.detach())
-    top_values = torch.empty(batch, k, dtype=accumulation)
-    top_indices = torch.empty(batch, k, dtype=torch.int64)
-    lse = torch.empty(batch, dtype=accumulation)
-    if batch:
-        plumbing.extension().topk_logsumexp(host.data_ptr(), batch, vocab, host.stride(0),
-                                            plumbing.dtype_code(logits.dtype), k, inverse_temperature,
-                                            top_values.data_ptr(), top_indices.data_ptr(), lse.data_ptr(),
-                                            plumbing.num_threads())
-    return top_values, top_indices, lse
-
-
-@torch.library.register_fake("moafast::topk_with_logsumexp")
-def _topk_with_logsumexp_fake(logits, k, inverse_temperature):
-    batch, vocab = _check_logits(logits)
-    if not 1 <= k <= vocab:
-        raise ValueError(f"k: expected 1 <= k <= V = {vocab}, got {k}")
-    accumulation = plumbing.accumulation_dtype(logits.dtype)
-    return (logits.new_empty(batch, k, dtype=accumulation), logits.new_empty(batch, k, dtype=torch.int64),
-            logits.new_empty(batch, dtype=accumulation))
-
-
-def _not_differentiable_topk(ctx, *grads):
-    raise RuntimeError("topk_with_logsumexp is not differentiable; gather from logits for gradients")
-
-
-torch.library.register_autograd("moafast::topk_with_logsumexp", _not_differentiable_topk)
-
-
-# ---- public functions -------------------------------------------------------------------------------------
-
-
-def _check_temperature(temperature: float) -> None:
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature: expected a finite value > 0 (use top_k=1 for greedy decoding), got "
-                         f"{temperature}")
-
-
-def _coefficients(weights: torch.Tensor, beta: float | torch.Tensor, batch: int, temperature: float,
-                  temperature_before_tilt: bool) -> torch.Tensor:
-    """``c[b, k] = beta[b] * w[b, k]``, divided by T unless the temperature applies before the tilt."""
-    plumbing.check_tensor("weights", weights)
-    plumbing.check_dtype("weights", weights, SAMPLING_DTYPES)
-    plumbing.check_ndim("weights", weights, 2, "[B, K]")
-    if weights.shape[0] != batch:
-        raise ValueError(f"weights: expected shape [B, K] with B = logits.shape[0] = {batch}, got "
-                         f"{list(weights.shape)}")
-    if isinstance(beta, torch.Tensor):
-        plumbing.check_dtype("beta", beta, SAMPLING_DTYPES)
-        plumbing.check_shape("beta", beta, (batch,), "[B] with B = logits.shape[0]")
-        beta = beta.to(torch.float64)[:, None]
-    elif not (isinstance(beta, (int, float)) and math.isfinite(beta)):
-        raise ValueError(f"beta: expected a finite float or a [B] tensor, got {beta!r}")
-    scale = 1.0 if temperature_before_tilt else 1.0 / temperature
-    return weights.to(torch.float64) * beta * scale
-
-
-def _keys(batch: int, seed: int | torch.Tensor | None, offset: int | torch.Tensor,
-          generator: torch.Generator | None, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(seeds, offsets, streams), each [B] int64."""
-    if seed is not None and generator is not None:
-        raise ValueError("seed and generator: pass one of them, not both")
-    if seed is None:
-        seed = int(torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, dtype=torch.int64))
-    if isinstance(seed, torch.Tensor):
-        plumbing.check_dtype("seed", seed, plumbing.INDEX_DTYPES)
-        plumbing.check_shape("seed", seed, (batch,), "[B] per-request seeds with B = logits.shape[0]")
-        seeds = seed.to(device, torch.int64)
-        streams = torch.zeros(batch, dtype=torch.int64, device=device)
-    elif isinstance(seed, int):
-        masked = seed & _INT64_MASK
-        seeds = torch.full((batch,), masked - (1 << 64) if masked >= 1 << 63 else masked, dtype=torch.int64,
-                           device=device)
-        streams = torch.arange(batch, dtype=torch.int64, device=device)
-    else:
-        raise TypeError(f"seed: expected an int, a [B] integer tensor or None, got {type(seed).__name__}")
-    if isinstance(offset, torch.Tensor):
-        plumbing.check_dtype("offset", offset, plumbing.INDEX_DTYPES)
-        plumbing.check_shape("offset", offset, (batch,), "[B] per-request steps with B = logits.shape[0]")
-        offsets = offset.to(device, torch.int64)
-    elif isinstance(offset, int):
-        if offset < 0:
-            raise ValueError(f"offset: expected a step >= 0, got {offset}")
-        offsets = torch.full((batch,), offset, dtype=torch.int64, device=device)
-    else:
-        raise TypeError(f"offset: expected an int or a [B] integer tensor, got {type(offset).__name__}")
-    return seeds, offsets, streams
-
-
 def tilted_logits(logits: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, beta: float | torch.Tensor,
                   *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                   candidates: torch.Tensor | None = None, temperature_before_tilt: bool = False) -> torch.Tensor:
@@ -419,9 +308,9 @@ def tilted_logits(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
         ``[B, V]`` (dense) or ``[B, k]`` (candidate mode, aligned with ``candidates``), float32 (float64 for
         float64 logits). Differentiable in ``logits``, ``values``, ``weights`` and ``beta`` on the kept entries.
     """
-    batch, _ = _check_logits(logits)
-    _check_temperature(temperature)
-    coefficients = _coefficients(weights, beta, batch, temperature, temperature_before_tilt)
+    batch, _ = check_logits(logits)
+    check_temperature(temperature)
+    coefficients = coefficients_of(weights, beta, batch, temperature, temperature_before_tilt)
     return torch.ops.moafast.tilted_logits(logits, values, coefficients, candidates, 1.0 / temperature, top_k,
                                            top_p, min_p)
 
@@ -448,25 +337,11 @@ def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
     Returns:
         ``tokens`` ``[B]`` int64 token ids, or ``(tokens, tilted_logprobs, base_logprobs)``.
     """
-    batch, _ = _check_logits(logits)
-    _check_temperature(temperature)
-    coefficients = _coefficients(weights, beta, batch, temperature, temperature_before_tilt)
-    seeds, offsets, streams = _keys(batch, seed, offset, generator, logits.device)
+    batch, _ = check_logits(logits)
+    check_temperature(temperature)
+    coefficients = coefficients_of(weights, beta, batch, temperature, temperature_before_tilt)
+    seeds, offsets, streams = random_keys(batch, seed, offset, generator, logits.device)
     tokens, tilted, base = torch.ops.moafast.tilted_sample(logits, values, coefficients, candidates, seeds, offsets,
                                                            streams, 1.0 / temperature, top_k, top_p, min_p,
                                                            return_logprobs, base_logsumexp)
     return (tokens, tilted, base) if return_logprobs else tokens
-
-
-def topk_with_logsumexp(logits: torch.Tensor, k: int, *,
-                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first stage of candidate mode, in one read of each row.
-
-    Returns:
-        ``(top_values [B, k], top_indices [B, k], lse [B])``: the k largest of ``logits / T`` in descending
-        order (ties: lower token id first), their token ids, and ``logsumexp(logits / T)`` over the whole
-        vocabulary; float32 (float64 for float64 logits).
-    """
-    _check_logits(logits)
-    _check_temperature(temperature)
-    return torch.ops.moafast.topk_with_logsumexp(logits, k, 1.0 / temperature)

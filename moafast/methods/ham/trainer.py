@@ -120,7 +120,8 @@ class HaMTrainer:
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, reward_fn: loop.RewardFunction, prompts: Sequence[str] | None = None, samples_per_prompt: int = 8,
+    def evaluate(self, reward_fn: loop.RewardFunction, prompts: Sequence[str] | None = None,
+                 samples_per_prompt: int = 8,
                  reference: Sequence[float] | None = None, plot_path: str | Path | None = None,
                  **generate_kwargs: Any) -> dict[str, Any]:
         """The learned front: each head samples ``samples_per_prompt`` responses per prompt (default: the
