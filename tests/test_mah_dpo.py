@@ -199,6 +199,16 @@ def test_config_errors_name_the_field_and_the_fix(tmp_path: Path) -> None:
         MAHDPOTrainer(MAHDPOConfig(**{**base, "objectives": {"x": str(tmp_path / "rows.json"), "y": base["objectives"]["y"]}}))
 
 
+def test_cli_trains_from_a_yaml_config(tmp_path: Path) -> None:
+    import yaml
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_lm.write_run(tmp_path, max_steps=2)))
+    result = run_cli(["train", "mah-dpo", "--config", str(config)], tmp_path)
+    assert (tmp_path / "run" / "final" / "heads.safetensors").exists()
+    assert "x: accuracy" in result.stdout and "y: accuracy" in result.stdout
+
+
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
     """gloo, 2 processes x 2 pairs per micro-batch vs 1 process x 4 pairs: the same losses and heads."""
