@@ -78,7 +78,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
              values_fn: ValuesFn | None = None, candidates_k: int | None = None, max_new_tokens: int = 32,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
              temperature_before_tilt: bool = False, seed: int | torch.Tensor | None = None,
-             eos_token_id: int | None = None, pad_token_id: int | None = None,
+             eos_token_id: int | None = None, pad_token_id: int | None = None, min_new_tokens: int = 0,
              progress: bool = False) -> TiltedGeneration:
     """Samples up to ``max_new_tokens`` per request from ``model`` tilted by ``values_fn``.
 
@@ -91,6 +91,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
             ``[K, B, k]`` for the top-k candidates of the base model (MAVIS). None: plain fused sampling.
         seed: an int (request b uses stream b), ``[B]`` per-request seeds, or None (drawn from torch's generator).
         eos_token_id, pad_token_id: default to the model config's.
+        min_new_tokens: EOS gets logit -inf for this many first steps (MAVIS's "no EOS on the first token" is 1).
     """
     _check_generate_inputs(input_ids, attention_mask, weights, values_fn, candidates_k, max_new_tokens)
     config = getattr(model, "config", None)
@@ -121,6 +122,9 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
                         use_cache=True, **{cache_argument: past})
         past = _returned_cache(outputs)
         logits = outputs.logits[:, -1, :]
+        if step < min_new_tokens and eos_token_id is not None and 0 <= eos_token_id < logits.shape[-1]:
+            logits = logits.clone()
+            logits[:, eos_token_id] = float("-inf")
         candidates = lse = None
         if candidates_k is not None:
             _, candidates, lse = topk_with_logsumexp(logits, min(candidates_k, logits.shape[-1]),

@@ -121,6 +121,21 @@ def test_candidate_mode_scores_only_candidates_and_tracks_base_logprobs() -> Non
     torch.testing.assert_close(out.base_logprobs, base, atol=1e-4, rtol=1e-4)
 
 
+def test_min_new_tokens_keeps_eos_out_of_the_first_steps() -> None:
+    model = tiny_causal_lm().eval()
+    vocab = model.config.vocab_size
+    table = torch.zeros(1, vocab, vocab)
+    table[0, :, EOS] = 10.0  # the tilt makes EOS by far the likeliest token
+    input_ids, mask = prompts(["p0 p1"] * 6)
+    kwargs = {"attention_mask": mask, "weights": torch.ones(6, 1), "beta": 1.0, "values_fn": dense_values(table),
+              "max_new_tokens": 6, "seed": 2, "eos_token_id": EOS}
+    eager = generate(model, input_ids, **kwargs)
+    assert bool((eager.sequences[:, input_ids.shape[1]] == EOS).all()), "the test needs EOS to win without the mask"
+    held = generate(model, input_ids, min_new_tokens=3, **kwargs)
+    new = held.sequences[:, input_ids.shape[1]:]
+    assert bool((new[:, :3] != EOS).all()) and bool((new[:, 3] == EOS).all())
+
+
 def test_generate_rejects_bad_input() -> None:
     model = tiny_causal_lm().eval()
     input_ids, mask = prompts(["p0 p1"])

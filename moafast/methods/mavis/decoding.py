@@ -17,7 +17,8 @@ def mavis_generate(policy: torch.nn.Module, value_models: Sequence[ValueModel], 
                    weights: torch.Tensor, beta: float | torch.Tensor = 1.0, attention_mask: torch.Tensor | None = None,
                    top_k: int = 40, temperature: float = 1.0, max_new_tokens: int = 32,
                    seed: int | torch.Tensor | None = None, eos_token_id: int | None = None,
-                   pad_token_id: int | None = None, progress: bool = False) -> TiltedGeneration:
+                   pad_token_id: int | None = None, min_new_tokens: int = 0,
+                   progress: bool = False) -> TiltedGeneration:
     """Samples from the MAVIS policy.
 
     Args:
@@ -26,6 +27,7 @@ def mavis_generate(policy: torch.nn.Module, value_models: Sequence[ValueModel], 
         input_ids: ``[B, T]`` left-padded prompts (``attention_mask`` 1 on tokens).
         weights: ``[B, K]`` per-request objective weights (MAVIS uses the simplex; they are used as given).
         beta: the tilt strength, a float or ``[B]``.
+        min_new_tokens: steps during which EOS cannot be drawn (MAVIS's ``force_no_eos_on_first_token`` is 1).
     """
     if weights.dim() != 2 or weights.shape[1] != len(value_models):
         raise ValueError(f"weights: expected shape [B, {len(value_models)}] (one weight per value model), got "
@@ -38,4 +40,4 @@ def mavis_generate(policy: torch.nn.Module, value_models: Sequence[ValueModel], 
     return generate(policy, input_ids, attention_mask=attention_mask, weights=weights, beta=beta,
                     values_fn=values_fn, candidates_k=top_k, max_new_tokens=max_new_tokens, temperature=temperature,
                     temperature_before_tilt=True, seed=seed, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                    progress=progress)
+                    min_new_tokens=min_new_tokens, progress=progress)
