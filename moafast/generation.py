@@ -10,12 +10,12 @@ requests batched with it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from moafast._hf_cache import cache_keyword, positions_from_mask, returned_cache
 from moafast.ops import tilted_sample, topk_with_logsumexp
 
 # values_fn(sequences [B, T], attention_mask [B, T] or None, candidates [B, k] or None) -> [K, B, V] or [K, B, k]
@@ -37,21 +37,6 @@ class TiltedGeneration:
     def log_ratio(self) -> torch.Tensor:
         """``[B]``: ``sum_t log pi_tilted(a_t) - log pi_base(a_t)``, the sampled estimate of KL(tilted || base)."""
         return (self.tilted_logprobs - self.base_logprobs).sum(-1)
-
-
-def _cache_argument(model: torch.nn.Module) -> str:
-    """The forward keyword of the KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _returned_cache(outputs):
-    cache = outputs.get("cache") if hasattr(outputs, "get") else None
-    return cache if cache is not None else outputs.past_key_values
-
-
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that skip left padding."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _check_generate_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -107,8 +92,8 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
     attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.dtype)
     if weights is None:
         weights = torch.zeros(batch, 0, device=device)
-    sequences, past, cache_argument = input_ids, None, _cache_argument(model)
-    step_ids, step_positions = input_ids, _positions(attention_mask)
+    sequences, past, cache_argument = input_ids, None, cache_keyword(model)
+    step_ids, step_positions = input_ids, positions_from_mask(attention_mask)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     new_tokens = torch.zeros(batch, dtype=torch.long, device=device)
     tilted_columns, base_columns = [], []
@@ -120,7 +105,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
     for step in steps:
         outputs = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
                         use_cache=True, **{cache_argument: past})
-        past = _returned_cache(outputs)
+        past = returned_cache(outputs)
         logits = outputs.logits[:, -1, :]
         if step < min_new_tokens and eos_token_id is not None and 0 <= eos_token_id < logits.shape[-1]:
             logits = logits.clone()
@@ -133,7 +118,7 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
             values = values_fn(sequences, attention_mask, candidates)
         else:
             width = logits.shape[-1] if candidates is None else candidates.shape[1]
-            values = logits.new_zeros(0, batch, width) if candidates is None else torch.zeros(0, batch, width)
+            values = logits.new_zeros(0, batch, width)
         tokens, tilted, base = tilted_sample(
             logits, values.to(device), weights, beta, temperature=temperature, top_k=top_k, top_p=top_p,
             min_p=min_p, candidates=candidates, temperature_before_tilt=temperature_before_tilt, seed=seed,
@@ -149,5 +134,5 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, *, attention_mask:
         if bool(finished.all()):
             break
         step_ids = tokens[:, None]
-        step_positions = _positions(attention_mask)[:, -1:]
+        step_positions = positions_from_mask(attention_mask)[:, -1:]
     return TiltedGeneration(sequences, torch.stack(tilted_columns, 1), torch.stack(base_columns, 1), new_tokens)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from moafast._hf_cache import left_padded
 from moafast.generation import generate
 from moafast.methods import _loop as loop
 from moafast.methods.mavis.config import MavisConfig
@@ -40,12 +41,7 @@ def value_model_path(output_dir: str | Path, round_index: int, objective: str) -
 
 
 def _collate(rows: list[tuple[list[int], float]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, (ids, _) in enumerate(rows):
-        input_ids[i, width - len(ids):] = torch.tensor(ids)
-        mask[i, width - len(ids):] = 1
+    input_ids, mask = left_padded([ids for ids, _ in rows], pad_token_id)
     return {"input_ids": input_ids, "attention_mask": mask,
             "labels": torch.tensor([label for _, label in rows], dtype=torch.float32)}
 

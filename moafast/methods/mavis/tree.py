@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from moafast._hf_cache import left_padded
 from moafast.generation import TiltedGeneration
 
 # sampler(input_ids [B, T] left-padded, attention_mask, max_new_tokens, seed) -> TiltedGeneration
@@ -41,16 +42,6 @@ def segment_length(tokens_left: int, layers_left: int, rng: random.Random) -> in
     return rng.randint(1, max(1, min(tokens_left - layers_left + 1, 2 * tokens_left // layers_left - 1)))
 
 
-def _left_padded(rows: Sequence[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    return ids, mask
-
-
 def sample_trees(sampler: Sampler, prompt_ids: Sequence[list[int]], *, root_children: int, children: int,
                  num_layers: int, max_new_tokens: int, eos_token_id: int | None, pad_token_id: int, seed: int,
                  batch_size: int, device: torch.device | str = "cpu", progress: bool = False) -> list[TreeNode]:
@@ -72,7 +63,7 @@ def sample_trees(sampler: Sampler, prompt_ids: Sequence[list[int]], *, root_chil
             chunks = tqdm(chunks, desc=f"tree layer {layer + 1}/{num_layers}", unit="batch")
         for start in chunks:
             batch = parents[start:start + batch_size]
-            ids, mask = _left_padded([prompt_ids[nodes[n].prompt] + nodes[n].tokens for n in batch], pad_token_id)
+            ids, mask = left_padded([prompt_ids[nodes[n].prompt] + nodes[n].tokens for n in batch], pad_token_id)
             out = sampler(ids.to(device), mask.to(device), length, seed * 7919 + layer * 104729 + start)
             new = out.sequences[:, ids.shape[1]:].cpu()
             for row, parent in enumerate(batch):

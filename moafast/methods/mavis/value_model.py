@@ -9,28 +9,16 @@ the backbone's KV cache once, incrementally, and the k candidates attend to the 
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from moafast._hf_cache import cache_keyword, positions_from_mask, returned_cache
+
 SCORE_FILE = "score.safetensors"
 CONFIG_FILE = "value_model.json"
-
-
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def _cache_keyword(backbone: torch.nn.Module) -> str:
-    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
-
-
-def _returned_cache(outputs):
-    cache = outputs.get("cache") if hasattr(outputs, "get") else None
-    return cache if cache is not None else outputs.past_key_values
 
 
 class ValueModel(torch.nn.Module):
@@ -60,7 +48,7 @@ class ValueModel(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[B]`` values of left- or right-padded prefixes ``[B, T]``."""
         outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                                position_ids=_positions(attention_mask))
+                                position_ids=positions_from_mask(attention_mask))
         last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).long().argmax(-1)
         hidden = outputs.last_hidden_state[torch.arange(input_ids.shape[0], device=input_ids.device), last]
         return self.score(hidden).squeeze(-1)
@@ -107,7 +95,7 @@ class CandidateScorer:
         self.model = model
         self.cache: Any = None
         self.length = 0
-        self.keyword = _cache_keyword(model.backbone)
+        self.keyword = cache_keyword(model.backbone)
 
     def reset(self) -> None:
         self.cache, self.length = None, 0
@@ -140,13 +128,13 @@ class CandidateScorer:
             raise ValueError(f"sequences: expected more than the {self.length} tokens already scored; call reset() "
                              "before a new batch")
         k = candidates.shape[1]
-        positions = _positions(attention_mask)
+        positions = positions_from_mask(attention_mask)
         next_position = attention_mask.long().sum(-1, keepdim=True).expand(batch, k)
         outputs = self.model.hidden_states(
             torch.cat([sequences[:, self.length:], candidates], 1), self._mask(attention_mask, new, k),
             position_ids=torch.cat([positions[:, self.length:], next_position], 1), use_cache=True,
             **{self.keyword: self.cache})
-        self.cache = _returned_cache(outputs)
+        self.cache = returned_cache(outputs)
         self.cache.crop(-k)  # negative: drop the k candidates (accepted by every transformers version)
         self.length = total
         return self.model.score(outputs.last_hidden_state[:, new:]).squeeze(-1)
