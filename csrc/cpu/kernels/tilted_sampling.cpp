@@ -68,11 +68,40 @@ template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* 
   for (int lane = 0; lane < kLanes; ++lane) lane_max[lane] = maxes[lane], lane_bad[lane] = bads[lane];
 }
 
+// Running logsumexp over blocks of a row: (max, sum of exp(x - max)).
+template <typename A> struct RunningLogsumexp {
+  A max = negative_infinity<A>(), sum = 0;
+
+  // Adds a block and returns its max.
+  A add(const A* x, int64_t count) {
+    const A local_max = block_max(x, count);
+    if (local_max > max) {
+      sum = max == negative_infinity<A>() ? A(0) : sum * bounded_exp(max - local_max);
+      max = local_max;
+    }
+    if (max == negative_infinity<A>()) return local_max;
+    A local_sum = 0;
+    const A reference = max;
+#pragma omp simd reduction(+ : local_sum)
+    for (int64_t j = 0; j < count; ++j) local_sum += bounded_exp(x[j] - reference);
+    sum += local_sum;
+    return local_max;
+  }
+
+  // -inf for a row of -inf; NaN or +inf when the row holds them.
+  double value() const {
+    if (max == negative_infinity<A>() || !(max < -negative_infinity<A>())) return static_cast<double>(max);
+    return static_cast<double>(max) + std::log(static_cast<double>(sum));
+  }
+};
+
 // t = a * l + sum_k c_k Q_k for one row; returns the row max and whether a NaN or +inf appeared. Objectives
 // whose coefficient is 0 in this row are not read. While each block is in L1 it also records the maxima of its
-// kSelectBlock-entry parts: the filters and the draw skip parts by them.
+// kSelectBlock-entry parts (the filters and the draw skip parts by them) and, with `base` (dense rows), the
+// running logsumexp of a * l, so that the base log-prob needs no second read of the logits.
 template <typename T, typename TV, typename A>
-A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, std::vector<A>& maxima) {
+A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, std::vector<A>& maxima,
+           RunningLogsumexp<A>* base) {
   using S = typename Storage<T>::type;
   using SV = typename Storage<TV>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
@@ -90,6 +119,7 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, st
     } else {
 #pragma omp simd
       for (int64_t j = 0; j < count; ++j) out[j] = scale * A(Storage<T>::load(logits[begin + j]));
+      if (base) base->add(out, count);
     }
     for (int64_t k = 0; k < args.objectives; ++k) {
       const A c = static_cast<A>(coefficients[k]);
@@ -255,33 +285,6 @@ int64_t draw(const A* t, int64_t width, A threshold, A max, const std::vector<do
   return last_kept;
 }
 
-// Running logsumexp over blocks of a row: (max, sum of exp(x - max)).
-template <typename A> struct RunningLogsumexp {
-  A max = negative_infinity<A>(), sum = 0;
-
-  // Adds a block and returns its max.
-  A add(const A* x, int64_t count) {
-    const A local_max = block_max(x, count);
-    if (local_max > max) {
-      sum = max == negative_infinity<A>() ? A(0) : sum * bounded_exp(max - local_max);
-      max = local_max;
-    }
-    if (max == negative_infinity<A>()) return local_max;
-    A local_sum = 0;
-    const A reference = max;
-#pragma omp simd reduction(+ : local_sum)
-    for (int64_t j = 0; j < count; ++j) local_sum += bounded_exp(x[j] - reference);
-    sum += local_sum;
-    return local_max;
-  }
-
-  // -inf for a row of -inf; NaN or +inf when the row holds them.
-  double value() const {
-    if (max == negative_infinity<A>() || !(max < -negative_infinity<A>())) return static_cast<double>(max);
-    return static_cast<double>(max) + std::log(static_cast<double>(sum));
-  }
-};
-
 // Loads a * l[begin, begin + count) into x.
 template <typename T, typename A>
 void load_scaled(const typename Storage<T>::type* logits, int64_t begin, int64_t count, A scale, A* x) {
@@ -289,13 +292,16 @@ void load_scaled(const typename Storage<T>::type* logits, int64_t begin, int64_t
   for (int64_t j = 0; j < count; ++j) x[j] = scale * A(Storage<T>::load(logits[begin + j]));
 }
 
-// log_softmax(a * l)[token] over the whole row of logits (read again unless the caller passed its logsumexp).
+// log_softmax(a * l)[token] over the whole row of logits: from the caller's logsumexp, the tilt pass's (dense
+// rows), or else a second read of the row (candidate mode without base_lse).
 template <typename T, typename A>
-double base_logprob(const TiltedSamplingArgs& args, int64_t b, int64_t token) {
+double base_logprob(const TiltedSamplingArgs& args, int64_t b, int64_t token, const RunningLogsumexp<A>* base) {
   using S = typename Storage<T>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
   const A scale = static_cast<A>(args.inverse_temperature);
-  if (args.base_lse) return static_cast<double>(scale * A(Storage<T>::load(logits[token]))) - args.base_lse[b];
+  const double logit = static_cast<double>(scale * A(Storage<T>::load(logits[token])));
+  if (args.base_lse) return logit - args.base_lse[b];
+  if (base) return logit - base->value();
   A x[kBlock];
   RunningLogsumexp<A> lse;
   for (int64_t begin = 0; begin < args.vocab; begin += kBlock) {
@@ -303,7 +309,7 @@ double base_logprob(const TiltedSamplingArgs& args, int64_t b, int64_t token) {
     load_scaled<T>(logits, begin, count, scale, x);
     lse.add(x, count);
   }
-  return static_cast<double>(scale * A(Storage<T>::load(logits[token]))) - lse.value();
+  return logit - lse.value();
 }
 
 template <typename T, typename TV>
@@ -316,12 +322,16 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   }
   for (int64_t k = 0; k < args.objectives; ++k)
     if (!std::isfinite(args.coefficients[b * args.objectives + k])) return kTiltBadCoefficients;
+  RunningLogsumexp<A> base_lse;
+  RunningLogsumexp<A>* base = args.tokens && args.base_logprobs && !args.base_lse && !args.candidates ? &base_lse
+                                                                                                      : nullptr;
   bool non_finite = false;
-  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima);
+  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima, base);
   if (non_finite) return kTiltNonFinite;
   if (max == negative_infinity<A>()) return kTiltNoToken;
   A threshold = negative_infinity<A>();
-  if (args.top_k > 0 && args.top_k < args.width) threshold = kth_largest(t, args.width, args.top_k, ws.maxima, ws.selection);
+  if (args.top_k > 0 && args.top_k < args.width)
+    threshold = kth_largest(t, args.width, args.top_k, ws.maxima, ws.selection);
   if (args.top_p < 1.0) threshold = top_p_threshold(t, args.width, threshold, max, args.top_p, ws);
   if (args.min_p > 0.0) threshold = std::max(threshold, max + static_cast<A>(std::log(args.min_p)));
   if (args.tokens) {
@@ -332,7 +342,7 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
     const int64_t token = args.candidates ? args.candidates[b * args.candidates_row_stride + index] : index;
     args.tokens[b] = token;
     if (args.tilted_logprobs) args.tilted_logprobs[b] = static_cast<double>(t[index] - max) - std::log(total);
-    if (args.base_logprobs) args.base_logprobs[b] = base_logprob<T, A>(args, b, token);
+    if (args.base_logprobs) args.base_logprobs[b] = base_logprob<T, A>(args, b, token, base);
   }
   if (args.processed) {
 #pragma omp simd
