@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moafast import reference
-from moafast.ops import hypervolume, hypervolume_contributions
+from moafast.ops import hypervolume, hypervolume_contributions, hypervolume_with_contributions
 from moafast.testing import assert_close
 
 
@@ -27,7 +27,7 @@ def uniform_cloud(n: int, d: int, seed: int, decimals: int | None = None) -> tor
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("maximize", [False, True])
-def test_batched_sets_match_inclusion_exclusion(d: int, maximize: bool) -> None:
+def test_batched_sets_match_inclusion_exclusion(d: int, maximize: bool, cpu_isa: str) -> None:
     points = uniform_cloud(3 * 4 * 9, d, seed=d).view(3, 4, 9, d)
     points[0, 0, 3] = points[0, 0, 1]  # a duplicate
     points[1, 2, :, 0] = torch.round(points[1, 2, :, 0], decimals=1)  # ties in one objective
@@ -82,12 +82,14 @@ def _one_sided(points: torch.Tensor, ref: torch.Tensor, maximize: bool, step: fl
 @pytest.mark.parametrize("n", [8, 13, 20])  # d = 2, 3 take the small-set path up to 16 points
 @pytest.mark.parametrize("d", [2, 3, 4])
 @pytest.mark.parametrize("maximize", [False, True])
-def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool, n: int) -> None:
+def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool, n: int,
+                                                                 cpu_isa: str) -> None:
     """Ties, duplicates, weakly and strictly dominated points, points on the reference boundary."""
     points = torch.round(uniform_cloud(n, d, seed=20 + d) * 4, decimals=0) / 4  # heavy ties on a grid
     points[5] = points[2]  # duplicate
     ref = torch.full((d,), 1.0, dtype=torch.float64)
-    points[6, 0] = 1.0  # on the reference boundary
+    points[6, 0] = 1.0  # on the reference boundary, along the first and the last objective
+    points[7, d - 1] = 1.0
     if maximize:
         points, ref = 1.0 - points, ref * 0.0
     expected_points, expected_ref = _one_sided(points, ref, maximize)
@@ -113,6 +115,29 @@ def test_small_set_path_equals_the_general_path(d: int) -> None:
         outputs.append((value, hypervolume_contributions(p, ref)[:16], leaf.grad[:16], r.grad))
     for name, small, general in zip(("hv", "contributions", "d points", "d ref"), *outputs):
         assert_close(small, general, atol=1e-12, rtol=1e-12, name=name)
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+@pytest.mark.parametrize("n", [8, 16, 30])
+def test_one_pass_outputs_equal_the_separate_ops(d: int, n: int, cpu_isa: str) -> None:
+    """hypervolume_with_contributions (value, contributions and the gradient from one kernel pass) against the
+    separate ops, and the gradient computed in the forward pass against the one computed in the backward."""
+    points = torch.round(uniform_cloud(4 * n, d, seed=40 + d) * 6, decimals=0).view(4, n, d) / 6 * 0.999
+    points[1, 3] = points[1, 0]
+    mask = torch.rand(4, n, generator=torch.Generator().manual_seed(3)) > 0.15
+    ref = torch.ones(d, dtype=torch.float64)
+    leaf, r = points.clone().requires_grad_(), ref.clone().requires_grad_()
+    value, contributions = hypervolume_with_contributions(leaf, r, mask=mask)
+    (value * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
+    assert_close(value, hypervolume(points, ref, mask=mask), atol=1e-13, rtol=1e-13, name="hv")
+    assert_close(contributions, hypervolume_contributions(points, ref, mask=mask), atol=1e-13, rtol=1e-13,
+                 name="contributions")
+    late_p, late_r = points.clone().requires_grad_(), ref.clone().requires_grad_()
+    flags = (True, False, False, False)  # no faces in the forward pass: the backward computes them
+    late = torch.ops.moafast.hypervolume_outputs(late_p, late_r, mask, False, *flags)[0]
+    (late * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
+    assert_close(leaf.grad, late_p.grad, atol=1e-13, rtol=1e-13, name="d points")
+    assert_close(r.grad, late_r.grad, atol=1e-13, rtol=1e-13, name="d ref")
 
 
 def test_simple_staircase_values() -> None:
@@ -164,8 +189,9 @@ def test_opcheck_and_compile() -> None:
     points = uniform_cloud(2 * 6, 3, seed=5).view(2, 6, 3).requires_grad_()
     ref = torch.ones(3, dtype=torch.float64, requires_grad=True)
     mask = torch.ones(2, 6, dtype=torch.bool)
-    for op in (torch.ops.moafast.hypervolume.default, torch.ops.moafast.hypervolume_contributions.default):
-        torch.library.opcheck(op, (points, ref, mask, False))
+    for flags in ((True, False, False, False), (False, True, False, False), (True, True, True, True),
+                  (True, False, True, False)):
+        torch.library.opcheck(torch.ops.moafast.hypervolume_outputs.default, (points, ref, mask, False, *flags))
     compiled = torch.compile(lambda p, r: hypervolume(p, r, mask=mask).sum(), fullgraph=True)
     value = compiled(points, ref)
     value.backward()

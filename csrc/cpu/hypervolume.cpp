@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "cpu/isa.h"
+#include "cpu/kernels/kernels.h"
 #include "hv_algorithms.h"
 #include "moafast/hv_small_sets.h"
 
@@ -15,10 +17,6 @@ namespace {
 
 void one_set(const HypervolumeArgs& args, int64_t b) {
   const int64_t n = args.n, d = args.d;
-  if (hv_small::fits(n, d)) {
-    hv_small::one_set(args, b);
-    return;
-  }
   const double sign = args.maximize ? -1.0 : 1.0;
   const double* points = args.points + b * n * d;
   std::vector<double> ref(d);
@@ -88,6 +86,15 @@ int64_t first_non_finite(const HypervolumeArgs& args) {
 }
 
 void hypervolume(const HypervolumeArgs& args) {
+  if (hv_small::fits(args.n, args.d)) {
+    switch (active_isa()) {
+#if defined(MOAFAST_HAVE_X86_ISAS)
+      case Isa::kAvx512: return avx512::hypervolume_small_sets(args);
+      case Isa::kAvx2: return avx2::hypervolume_small_sets(args);
+#endif
+      default: return baseline::hypervolume_small_sets(args);
+    }
+  }
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(args.num_threads, args.batch)));
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
   for (int64_t b = 0; b < args.batch; ++b) one_set(args, b);

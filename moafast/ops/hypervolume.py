@@ -21,7 +21,8 @@ O(n log n)), d=4 a sweep of the fourth objective over incremental 3-D exclusive 
 WFG-style exclusive volumes against limit sets, slicing the last objective down to the 4-D sweep;
 contributions by sweeps for d=2 and 3 (O(n log n) and near it), by limit sets above; faces by limit sets
 over the lower-dimensional algorithms; sets of at most 16 points in
-2 or 3 objectives take a stack-only path that computes every output at once. On CUDA those small sets go to
+2 or 3 objectives take a stack-only path (in 3 objectives one O(n^2) sweep gives the value, every contribution
+and every face at once). The gradient is computed in the forward pass when autograd will need it. On CUDA those small sets go to
 a kernel running one set per thread with the same code (moafast/hv_small_sets.h) -- compiled, not yet run
 on a GPU; larger sets are computed on the host and returned on their device.
 NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError; finite inputs whose
@@ -39,9 +40,8 @@ from moafast.ops._library import library
 HV_DTYPES = (torch.float32, torch.float64)
 CUDA_MAX_POINTS = 16
 
-library.define("hypervolume(Tensor points, Tensor ref, Tensor? mask, bool maximize) -> Tensor")
-library.define("hypervolume_contributions(Tensor points, Tensor ref, Tensor? mask, bool maximize) -> Tensor")
-library.define("hypervolume_grad(Tensor points, Tensor ref, Tensor? mask, bool maximize) -> (Tensor, Tensor)")
+library.define("hypervolume_outputs(Tensor points, Tensor ref, Tensor? mask, bool maximize, bool hv, "
+               "bool contributions, bool grad_points, bool grad_ref) -> (Tensor, Tensor, Tensor, Tensor)")
 
 
 def _check(points, ref, mask) -> tuple[int, int, tuple[int, ...]]:
@@ -86,7 +86,7 @@ def _first_non_finite(points, ref, mask) -> int:
     return int(bad[0, 0]) if bad.numel() else -1
 
 
-def _run(points, ref, mask, maximize, *, hv=False, contributions=False, grad=False):
+def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
     n, d, batch = _check(points, ref, mask)
     sets = 1
     for size in batch:
@@ -99,87 +99,80 @@ def _run(points, ref, mask, maximize, *, hv=False, contributions=False, grad=Fal
     flat_points = points.detach().to(where, torch.float64).reshape(sets, n, d).contiguous()
     flat_ref = ref.detach().to(where, torch.float64).reshape(-1, d).contiguous()
     flat_mask = None if mask is None else mask.to(where, torch.uint8).reshape(sets, n).contiguous()
-    outputs = {
-        "hv": torch.zeros(sets, dtype=torch.float64, device=where) if hv else None,
-        "contributions": torch.zeros(sets, n, dtype=torch.float64, device=where) if contributions else None,
-        "grad_points": torch.zeros(sets, n, d, dtype=torch.float64, device=where) if grad else None,
-        "grad_ref": torch.zeros(sets, d, dtype=torch.float64, device=where) if grad else None,
-    }
-    if sets and n:
-        def address(tensor):
-            return 0 if tensor is None else tensor.data_ptr()
 
+    def output(wanted, *shape):
+        return torch.empty(shape, dtype=torch.float64, device=where) if wanted else None
+
+    outputs = (output(hv, sets), output(contributions, sets, n), output(grad_points, sets, n, d),
+               output(grad_ref, sets, d))
+    if sets and n:
         device_index, stream = plumbing.launch_target(where)
         bad = plumbing.extension().hypervolume(
-            flat_points.data_ptr(), flat_ref.data_ptr(), d if ref.dim() > 1 else 0, address(flat_mask), sets, n, d,
-            maximize, address(outputs["hv"]), address(outputs["contributions"]), address(outputs["grad_points"]),
-            address(outputs["grad_ref"]), device_index, stream, plumbing.num_threads())
+            flat_points.data_ptr(), flat_ref.data_ptr(), d if ref.dim() > 1 else 0,
+            0 if flat_mask is None else flat_mask.data_ptr(), sets, n, d, maximize,
+            *(0 if tensor is None else tensor.data_ptr() for tensor in outputs), device_index, stream,
+            plumbing.num_threads())
         if bad != -1:
             _raise_non_finite(points, ref, bad)
-    elif not bool(torch.isfinite(ref).all()):
-        _raise_non_finite(points, ref, -2)
-
-    def back(tensor, shape):
-        return None if tensor is None else tensor.reshape(shape).to(points.device, points.dtype)
-
-    return (back(outputs["hv"], batch), back(outputs["contributions"], batch + (n,)),
-            back(outputs["grad_points"], batch + (n, d)), back(outputs["grad_ref"], batch + (d,)))
-
-
-@torch.library.impl(library, "hypervolume", "CPU")
-@torch.library.impl(library, "hypervolume", "CUDA")
-def _hypervolume(points, ref, mask, maximize):
-    return _run(points, ref, mask, maximize, hv=True)[0]
+    else:
+        if not bool(torch.isfinite(ref).all()):
+            _raise_non_finite(points, ref, -2)
+        for tensor in outputs:
+            if tensor is not None:
+                tensor.zero_()
+    shapes = (batch, batch + (n,), batch + (n, d), batch + (d,))
+    return tuple(points.new_empty(0) if tensor is None else tensor.reshape(shape).to(points.device, points.dtype)
+                 for tensor, shape in zip(outputs, shapes))
 
 
-@torch.library.impl(library, "hypervolume_contributions", "CPU")
-@torch.library.impl(library, "hypervolume_contributions", "CUDA")
-def _contributions(points, ref, mask, maximize):
-    return _run(points, ref, mask, maximize, contributions=True)[1]
+@torch.library.impl(library, "hypervolume_outputs", "CPU")
+@torch.library.impl(library, "hypervolume_outputs", "CUDA")
+def _outputs(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
+    return _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref)
 
 
-@torch.library.impl(library, "hypervolume_grad", "CPU")
-@torch.library.impl(library, "hypervolume_grad", "CUDA")
-def _grad(points, ref, mask, maximize):
-    _, _, grad_points, grad_ref = _run(points, ref, mask, maximize, grad=True)
-    return grad_points, grad_ref
-
-
-@torch.library.register_fake("moafast::hypervolume")
-def _hypervolume_fake(points, ref, mask, maximize):
-    _, _, batch = _check(points, ref, mask)
-    return points.new_empty(batch)
-
-
-@torch.library.register_fake("moafast::hypervolume_contributions")
-def _contributions_fake(points, ref, mask, maximize):
-    _, _, batch = _check(points, ref, mask)
-    return points.new_empty(points.shape[:-1])
-
-
-@torch.library.register_fake("moafast::hypervolume_grad")
-def _grad_fake(points, ref, mask, maximize):
-    _, d, batch = _check(points, ref, mask)
-    return torch.empty_like(points), points.new_empty(batch + (d,))
+@torch.library.register_fake("moafast::hypervolume_outputs")
+def _outputs_fake(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
+    n, d, batch = _check(points, ref, mask)
+    shapes = (batch, batch + (n,), batch + (n, d), batch + (d,))
+    return tuple(points.new_empty(shape if wanted else (0,))
+                 for wanted, shape in zip((hv, contributions, grad_points, grad_ref), shapes))
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    points, ref, mask, maximize = inputs
-    ctx.save_for_backward(points, ref, mask)
-    ctx.maximize = maximize
+    points, ref, mask, maximize, hv, _, grad_points, grad_ref = inputs
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(points, ref, mask, output[2], output[3])
+    ctx.maximize, ctx.has_value, ctx.have_grads = maximize, hv, (grad_points, grad_ref)
 
 
-def _backward(ctx, grad_hv):
-    points, ref, mask = ctx.saved_tensors
-    grad_points, grad_ref = torch.ops.moafast.hypervolume_grad(points, ref, mask, ctx.maximize)
-    grad_points = grad_hv[..., None, None] * grad_points
-    grad_ref = grad_hv[..., None] * grad_ref
-    if ref.dim() == 1:
-        grad_ref = grad_ref.reshape(-1, ref.shape[0]).sum(0)
-    return grad_points, grad_ref, None, None
+def _backward(ctx, grad_hv, *_):
+    """The faces saved by the forward pass when it computed them, else one more kernel call for the rest."""
+    points, ref, mask, grad_points, grad_ref = ctx.saved_tensors
+    want_points, want_ref = (wanted and ctx.has_value and grad_hv is not None for wanted in ctx.needs_input_grad[:2])
+    missing_points, missing_ref = want_points and not ctx.have_grads[0], want_ref and not ctx.have_grads[1]
+    if missing_points or missing_ref:
+        _, _, computed_points, computed_ref = torch.ops.moafast.hypervolume_outputs(
+            points, ref, mask, ctx.maximize, False, False, missing_points, missing_ref)
+        grad_points = computed_points if missing_points else grad_points
+        grad_ref = computed_ref if missing_ref else grad_ref
+    d_points = grad_hv[..., None, None] * grad_points if want_points else None
+    d_ref = None
+    if want_ref:
+        d_ref = grad_hv[..., None] * grad_ref
+        if ref.dim() == 1:
+            d_ref = d_ref.reshape(-1, ref.shape[0]).sum(0)
+    return d_points, d_ref, None, None, None, None, None, None
 
 
-torch.library.register_autograd("moafast::hypervolume", _backward, setup_context=_setup_context)
+torch.library.register_autograd("moafast::hypervolume_outputs", _backward, setup_context=_setup_context)
+
+
+def _faces_wanted(points: torch.Tensor, ref: torch.Tensor) -> tuple[bool, bool]:
+    """Whether autograd will ask for d/d points and d/d ref: then the forward pass computes them at once."""
+    enabled = torch.is_grad_enabled()
+    return enabled and points.requires_grad, enabled and ref.requires_grad
 
 
 def hypervolume(points: torch.Tensor, ref: torch.Tensor, *, maximize: bool = False,
@@ -191,11 +184,23 @@ def hypervolume(points: torch.Tensor, ref: torch.Tensor, *, maximize: bool = Fal
         ref: ``[d]`` (every set) or ``[..., d]`` (one per set), the dtype of ``points``.
         maximize: objectives are maximised (the reference lies below the points).
         mask: ``[..., n]`` bool, ``False`` leaves a point out.
+
+    When autograd will need the gradient, the same kernel pass computes it and the backward only scales it.
     """
-    return torch.ops.moafast.hypervolume(points, ref, mask, maximize)
+    return torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, True, False,
+                                                 *_faces_wanted(points, ref))[0]
 
 
 def hypervolume_contributions(points: torch.Tensor, ref: torch.Tensor, *, maximize: bool = False,
                               mask: torch.Tensor | None = None) -> torch.Tensor:
     """``[..., n]`` exclusive contributions ``HV(S) - HV(S without i)`` (not differentiable)."""
-    return torch.ops.moafast.hypervolume_contributions(points, ref, mask, maximize)
+    return torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, False, True, False, False)[1]
+
+
+def hypervolume_with_contributions(points: torch.Tensor, ref: torch.Tensor, *, maximize: bool = False,
+                                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hypervolume [...], contributions [..., n])`` from one kernel pass; the hypervolume is differentiable as
+    in :func:`hypervolume` (its gradient computed in the same pass when autograd will need it). For sets of at
+    most 16 points in 3 objectives all three come from one O(n^2) sweep: HaM's many small fronts."""
+    return tuple(torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, True, True,
+                                                       *_faces_wanted(points, ref))[:2])

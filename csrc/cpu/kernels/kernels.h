@@ -2,6 +2,7 @@
 // MOAFAST_CPU_ISA set to that ISA's namespace name; csrc/cpu/*.cpp dispatch between them.
 #pragma once
 
+#include "moafast/hypervolume.h"
 #include "moafast/logprobs.h"
 #include "moafast/tilted_sampling.h"
 
@@ -11,6 +12,7 @@
   void logprobs_backward_rows(const LogprobsBackwardArgs& args, int num_threads);     \
   int64_t tilted_sampling_rows(const TiltedSamplingArgs& args);                       \
   void topk_logsumexp_rows(const TopkLogsumexpArgs& args);                            \
+  void hypervolume_small_sets(const HypervolumeArgs& args);                           \
   }
 
 MOAFAST_DECLARE_CPU_KERNELS(baseline)

@@ -1,17 +1,17 @@
 // Sets of at most kSmallSetMax points in 2 or 3 objectives (HaM's many small fronts), all outputs at once on
 // fixed-size local arrays: shared by the CPU driver (one set per OpenMP task) and the CUDA kernel (one set
-// per thread), so the CPU tests exercise the formulas the GPU runs. Same definitions as hypervolume.h;
-// rows that another row beats in every objective are left out wherever they cannot matter.
+// per thread), so the CPU tests exercise the formulas the GPU runs. Same definitions as hypervolume.h.
+// In 3 objectives, contributions and faces come from one sweep (hv_small_sweep3d.h); in 2, from the
+// definitions over the rows that no other row beats in every objective.
 #pragma once
 
 #include <cstdint>
 
 #include "moafast/common.h"
+#include "moafast/hv_small_sweep3d.h"
 #include "moafast/hypervolume.h"
 
 namespace moafast::hv_small {
-
-constexpr int kSmallSetMax = 16;
 
 MOAFAST_HD bool fits(int64_t n, int64_t d) { return n <= kSmallSetMax && (d == 2 || d == 3); }
 
@@ -86,6 +86,11 @@ MOAFAST_HD double volume(const double* rows, int n, int d, const double* ref) {
   return d == 2 ? volume_2d(rows, n, ref) : volume_3d(rows, n, ref);
 }
 
+// Volume of the (d-1)-dimensional projections used by faces, d <= 3.
+MOAFAST_HD double projected_volume(const double* rows, int n, int dims, const double* ref) {
+  return dims == 1 ? volume_1d(rows, n, ref) : volume_2d(rows, n, ref);
+}
+
 MOAFAST_HD bool all_less(const double* a, const double* b, int d) {
   for (int k = 0; k < d; ++k)
     if (!(a[k] < b[k])) return false;
@@ -117,7 +122,53 @@ MOAFAST_HD double face(const double* rows, int n, int d, const double* query, in
     if (covered) return 0.0;
     ++count;
   }
-  return box - volume(limit, count, d - 1, projected_ref);
+  return box - projected_volume(limit, count, d - 1, projected_ref);
+}
+
+// d HV / d r_k for every k: the (d-1)-volume of the projection along k of the members and of the points on
+// boundary k (moving r_k outwards brings those in).
+MOAFAST_HD void reference_faces(const double* members, int count, const double* edge, const int* edge_axes,
+                                int edges, int d, const double* ref, double sign, double* out) {
+  for (int k = 0; k < d; ++k) {
+    double rows[kSmallSetMax * 2], projected_ref[2];
+    int size = 0;
+    for (int i = 0; i < count + edges; ++i) {
+      const double* p = i < count ? members + i * d : edge + (i - count) * d;
+      if (i >= count && edge_axes[i - count] != k) continue;
+      for (int l = 0, m = 0; l < d; ++l)
+        if (l != k) rows[size * (d - 1) + m++] = p[l];
+      ++size;
+    }
+    for (int l = 0, m = 0; l < d; ++l)
+      if (l != k) projected_ref[m++] = ref[l];
+    out[k] = sign * projected_volume(rows, size, d - 1, projected_ref);
+  }
+}
+
+// The sweep's outputs for a 3-D set, scattered back to the set's rows.
+MOAFAST_HD void one_set_3d(const HypervolumeArgs& args, int64_t b, const double* members, const int* member_rows,
+                           int count, const double* edge, const int* edge_rows, const int* edge_axes, int edges,
+                           const double* ref, double sign) {
+  const int n = static_cast<int>(args.n);
+  Sweep3d sweep;
+  sweep.load(members, count, ref);
+  double contributions[kSmallSetMax], faces[kSmallSetMax * 3];
+  const double value = sweep.run(ref, args.contributions ? contributions : nullptr, args.grad_points ? faces : nullptr);
+  if (args.hv) args.hv[b] = value;
+  if (args.contributions) {
+    double* out = args.contributions + b * args.n;
+    for (int i = 0; i < n; ++i) out[i] = 0.0;
+    for (int i = 0; i < count; ++i) out[member_rows[i]] = contributions[i];
+  }
+  if (args.grad_points) {
+    double* out = args.grad_points + b * args.n * 3;
+    for (int i = 0; i < n * 3; ++i) out[i] = 0.0;
+    for (int i = 0; i < count; ++i)
+      for (int k = 0; k < 3; ++k) out[member_rows[i] * 3 + k] = -sign * faces[i * 3 + k];
+    for (int e = 0; e < edges; ++e)
+      out[edge_rows[e] * 3 + edge_axes[e]] = -sign * sweep.boundary_face(edge + e * 3, edge_axes[e], ref);
+  }
+  if (args.grad_ref) reference_faces(members, count, edge, edge_axes, edges, 3, ref, sign, args.grad_ref + b * 3);
 }
 
 // Set b of the batch: gather (minimisation form), compute what args asks for, scatter. Requires fits(n, d).
@@ -142,6 +193,10 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
   }
   if (args.hv && !args.contributions && !args.grad_points && !args.grad_ref) {  // the sweeps skip dominated rows
     args.hv[b] = volume(members, count, d, ref);
+    return;
+  }
+  if (d == 3 && (args.contributions || args.grad_points)) {
+    one_set_3d(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
     return;
   }
   double kept[kSmallSetMax * 3];
@@ -189,22 +244,7 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
     for (int e = 0; e < edges; ++e)
       out[edge_rows[e] * d + edge_axes[e]] = -sign * face(kept, kept_count, d, edge + e * d, edge_axes[e], ref);
   }
-  if (args.grad_ref) {
-    for (int k = 0; k < d; ++k) {  // moving r_k outwards also brings in the points on that boundary
-      double rows[kSmallSetMax * 2], projected_ref[2];
-      int size = 0;
-      for (int i = 0; i < kept_count + edges; ++i) {
-        const double* p = i < kept_count ? kept + i * d : edge + (i - kept_count) * d;
-        if (i >= kept_count && edge_axes[i - kept_count] != k) continue;
-        for (int l = 0, m = 0; l < d; ++l)
-          if (l != k) rows[size * (d - 1) + m++] = p[l];
-        ++size;
-      }
-      for (int l = 0, m = 0; l < d; ++l)
-        if (l != k) projected_ref[m++] = ref[l];
-      args.grad_ref[b * d + k] = sign * volume(rows, size, d - 1, projected_ref);
-    }
-  }
+  if (args.grad_ref) reference_faces(kept, kept_count, edge, edge_axes, edges, d, ref, sign, args.grad_ref + b * d);
 }
 
 }  // namespace moafast::hv_small

@@ -1,0 +1,169 @@
+// Every output of a small 3-D set from one sweep in the third objective (minimisation form), O(n^2) and nearly
+// branch-free. Between consecutive distinct z the active rows (z_j <= z) are fixed. Order them lexicographically
+// (x, then y, then position): the 2-D region they dominate is the union of horizontal strips, row i owning
+//   strip_i = max(0, first_i - y_i) * (r_x - x_i),   first_i = the lowest y among active rows before i,
+// so a slab's area is the sum of the strips, and removing row i changes only i's strip and those of the rows
+// whose `first` is i (they fall back to their second lowest): that is i's exclusive area. The faces along x and
+// y are read off the lowest y strictly left of i and the lowest x strictly under i; the face along z is the
+// area i adds to the rows strictly below it. Shared by the CPU driver and the CUDA kernel (hv_small_sets.h).
+#pragma once
+
+#include <cfloat>
+
+#include "moafast/common.h"
+
+namespace moafast::hv_small {
+
+constexpr int kSmallSetMax = 16;
+
+MOAFAST_HD double positive_part(double value) { return value > 0.0 ? value : 0.0; }
+
+struct Sweep3d {
+  int count = 0;
+  int width = 0;  // count rounded up to a multiple of 4: the per-row loops run over padding rows too, which
+                  // sit at the reference (never lower than a member) so that the loops vectorise
+  double x[kSmallSetMax], y[kSmallSetMax], z[kSmallSetMax];  // the members by ascending z
+  int member[kSmallSetMax];                                   // their index among the members
+  // Among the active rows before i in (x, y, position) order: the lowest and second lowest y, and the row with
+  // the lowest (kSmallSetMax: none).
+  double first[kSmallSetMax], second[kSmallSetMax];
+  int holder[kSmallSetMax];
+  double left_y[kSmallSetMax];   // the lowest y among active rows with x_j < x_i
+  double under_x[kSmallSetMax];  // the lowest x among active rows with y_j < y_i
+  // Per slab, for the points on the reference boundary: its lower end, the lowest y and x among the active rows.
+  // Slab 0 starts below every row; the last one ends at r_z.
+  double slab_lower[kSmallSetMax + 1], slab_lowest_y[kSmallSetMax + 1], slab_lowest_x[kSmallSetMax + 1];
+  int slabs = 0;
+
+  MOAFAST_HD static bool before(double xa, double ya, int a, double xb, double yb, int b) {
+    return (xa < xb) | ((xa == xb) & ((ya < yb) | ((ya == yb) & (a < b))));
+  }
+
+  // Area that (px, py), placed at `position` in the tie order, adds to the region of rows [0, active).
+  MOAFAST_HD double gain(double px, double py, int position, int active, const double* ref) const {
+    double lowest = ref[1], lost = 0.0;
+    for (int i = 0; i < active; ++i) {
+      const bool earlier = before(x[i], y[i], i, px, py, position);
+      lowest = earlier && y[i] < lowest ? y[i] : lowest;
+      const double capped = first[i] < py ? first[i] : py;
+      const double shrink = (positive_part(first[i] - y[i]) - positive_part(capped - y[i])) * (ref[0] - x[i]);
+      lost += earlier ? 0.0 : shrink;
+    }
+    return positive_part(lowest - py) * (ref[0] - px) - lost;
+  }
+
+  MOAFAST_HD void activate(int q) {
+    const double xq = x[q], yq = y[q];
+    for (int i = 0; i < width; ++i) {
+      const bool earlier = before(xq, yq, q, x[i], y[i], i);
+      const bool lowest = earlier & (yq < first[i]);
+      const bool second_lowest = earlier & !lowest & (yq < second[i]);
+      second[i] = lowest ? first[i] : (second_lowest ? yq : second[i]);
+      first[i] = lowest ? yq : first[i];
+      holder[i] = lowest ? q : holder[i];
+      left_y[i] = (xq < x[i]) & (yq < left_y[i]) ? yq : left_y[i];
+      under_x[i] = (yq < y[i]) & (xq < under_x[i]) ? xq : under_x[i];
+    }
+  }
+
+  // rows: [count, 3] members (each y < ref). Loads them in ascending z (ties by index) and resets the state.
+  MOAFAST_HD void load(const double* rows, int members, const double* ref) {
+    count = members;
+    width = (members + 3) & ~3;
+    for (int i = 0; i < count; ++i) z[i] = rows[i * 3 + 2];
+    for (int i = count; i < width; ++i) z[i] = ref[2];
+    int rank[kSmallSetMax];
+    for (int i = 0; i < count; ++i) {
+      int below = 0;
+      for (int j = 0; j < width; ++j) below += (z[j] < z[i]) | ((z[j] == z[i]) & (j < i));
+      rank[i] = below;
+    }
+    for (int i = 0; i < count; ++i) {
+      x[rank[i]] = rows[i * 3], y[rank[i]] = rows[i * 3 + 1];
+      member[rank[i]] = i;
+    }
+    for (int i = 0; i < count; ++i) z[rank[i]] = rows[i * 3 + 2];
+    for (int i = count; i < width; ++i) x[i] = ref[0], y[i] = ref[1], member[i] = kSmallSetMax;
+    for (int i = 0; i < width; ++i) {
+      first[i] = second[i] = left_y[i] = ref[1];
+      under_x[i] = ref[0];
+      holder[i] = kSmallSetMax;
+    }
+    slab_lower[0] = -DBL_MAX;
+    slab_lowest_y[0] = ref[1];
+    slab_lowest_x[0] = ref[0];
+    slabs = 1;
+  }
+
+  // Runs the sweep after load(); fills the requested outputs in the members' order: contributions[count] and
+  // faces[count, 3] (positive measures: the gradient is minus these). Returns the volume.
+  MOAFAST_HD double run(const double* ref, double* contributions, double* faces) {
+    double along_x[kSmallSetMax], along_y[kSmallSetMax], along_z[kSmallSetMax], exclusive[kSmallSetMax + 1],
+        kept[kSmallSetMax];
+    for (int i = 0; i < width; ++i) along_x[i] = along_y[i] = along_z[i] = kept[i] = 0.0;
+    double volume = 0.0, area_below = 0.0, lowest_y = ref[1], lowest_x = ref[0];
+    for (int start = 0; start < count;) {
+      int end = start + 1;
+      while (end < count && z[end] == z[start]) ++end;
+      // The face along z is measured against the rows strictly below: those sharing this z do not cover it.
+      // A row alone at its z adds exactly that face to the slab's area.
+      if (faces && end - start > 1)
+        for (int q = start; q < end; ++q) along_z[q] = gain(x[q], y[q], q, start, ref);
+      for (int q = start; q < end; ++q) {
+        activate(q);
+        lowest_y = y[q] < lowest_y ? y[q] : lowest_y;
+        lowest_x = x[q] < lowest_x ? x[q] : lowest_x;
+      }
+      slab_lower[slabs] = z[start], slab_lowest_y[slabs] = lowest_y, slab_lowest_x[slabs] = lowest_x;
+      ++slabs;
+      const double height = (end < count ? z[end] : ref[2]) - z[start];
+      double partial[4] = {0.0, 0.0, 0.0, 0.0};  // four running sums: the loop vectorises
+      for (int i = 0; i < width; i += 4)
+        for (int l = 0; l < 4; ++l) {  // rows from `end` on are inactive: their strips are not counted
+          exclusive[i + l] = i + l < end ? positive_part(first[i + l] - y[i + l]) * (ref[0] - x[i + l]) : 0.0;
+          partial[l] += exclusive[i + l];
+        }
+      const double area = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+      volume += height * area;
+      if (faces && end - start == 1) along_z[start] = area - area_below;
+      area_below = area;
+      if (contributions) {
+        exclusive[kSmallSetMax] = 0.0;  // the holder of rows that have none
+        for (int j = 0; j < end; ++j)
+          exclusive[holder[j]] -= (positive_part(second[j] - y[j]) - positive_part(first[j] - y[j])) * (ref[0] - x[j]);
+        for (int i = 0; i < width; ++i) kept[i] += height * exclusive[i];
+      }
+      if (faces)
+        for (int i = 0; i < width; ++i) {
+          const double active = i < end ? height : 0.0;
+          along_x[i] += active * positive_part(left_y[i] - y[i]);
+          along_y[i] += active * positive_part(under_x[i] - x[i]);
+        }
+      start = end;
+    }
+    for (int i = 0; i < count; ++i) {
+      if (contributions) contributions[member[i]] = kept[i];
+      if (faces) {
+        double* face = faces + member[i] * 3;
+        face[0] = along_x[i], face[1] = along_y[i], face[2] = along_z[i];
+      }
+    }
+    return volume;
+  }
+
+  // Face of a point on the reference boundary along `axis` (after run()): for axis 2 the area it adds to all
+  // members; for axis 0 (1) the part of its (y, z) ((x, z)) quadrant that no member covers.
+  MOAFAST_HD double boundary_face(const double* point, int axis, const double* ref) const {
+    if (axis == 2) return gain(point[0], point[1], count, count, ref);
+    double measure = 0.0;
+    for (int s = 0; s < slabs; ++s) {
+      const double upper = s + 1 < slabs ? slab_lower[s + 1] : ref[2];
+      const double lower = slab_lower[s] > point[2] ? slab_lower[s] : point[2];
+      const double length = (axis == 0 ? slab_lowest_y[s] : slab_lowest_x[s]) - point[1 - axis];
+      if (upper > lower) measure += (upper - lower) * positive_part(length);
+    }
+    return measure;
+  }
+};
+
+}  // namespace moafast::hv_small
