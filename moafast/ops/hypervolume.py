@@ -20,11 +20,11 @@ Computed in float64 whatever the input dtype (float32 outputs are rounded once a
 O(n log n)), d=4 a sweep of the fourth objective over incremental 3-D exclusive volumes (O(n^2)), d>=5
 WFG-style exclusive volumes against limit sets, slicing the last objective down to the 4-D sweep;
 contributions by sweeps for d=2 and 3 (O(n log n) and near it), by limit sets above; faces by limit sets
-over the lower-dimensional algorithms; sets of at most 16 points in
-2 or 3 objectives take a stack-only path (in 3 objectives one O(n^2) sweep gives the value, every contribution
-and every face at once). The gradient is computed in the forward pass when autograd will need it. On CUDA those small sets go to
-a kernel running one set per thread with the same code (moafast/hv_small_sets.h) -- compiled, not yet run
-on a GPU; larger sets are computed on the host and returned on their device.
+over the lower-dimensional algorithms; sets of at most 16 points in 2 or 3 objectives take a stack-only path
+(in 3 objectives one O(n^2) sweep gives the value, every contribution and every face at once). The gradient is
+computed in the forward pass when autograd will need it. On CUDA those small sets go to a kernel running one
+set per thread with the same code (moafast/hv_small_sets.h) -- compiled, not yet run on a GPU; larger sets are
+computed on the host and returned on their device.
 NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError; finite inputs whose
 volumes overflow float64 give ``inf`` hypervolume (and NaN contributions and gradients for that set).
 """
