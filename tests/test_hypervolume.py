@@ -185,6 +185,34 @@ def test_results_do_not_depend_on_the_thread_count() -> None:
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_calls_without_autograd_skip_the_dispatcher_with_the_same_results(dtype: torch.dtype) -> None:
+    """Without autograd the public functions run the op's kernel directly; under a dispatch mode (tracing, fake
+    tensors) they go through the op. Both give the op's outputs: non-contiguous points, a strided mask, float32."""
+    points = uniform_cloud(3 * 20, 4, seed=9).to(dtype).view(3, 20, 4)[..., 1:]
+    mask = (torch.rand(3, 40, generator=torch.Generator().manual_seed(9)) > 0.2)[:, ::2]
+    ref = torch.ones(3, 3, dtype=dtype)
+    assert not points.is_contiguous() and not mask.is_contiguous()
+    expected = torch.ops.moafast.hypervolume_outputs(points, ref, mask, True, True, True, False, False)[:2]
+
+    class Recorder(torch.utils._python_dispatch.TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    direct = hypervolume_with_contributions(points, ref, maximize=True, mask=mask)
+    with Recorder() as recorder:
+        traced = hypervolume_with_contributions(points, ref, maximize=True, mask=mask)
+    assert "moafast.hypervolume_outputs.default" in recorder.ops, recorder.ops
+    for got in (direct, traced):
+        assert got[0].dtype == dtype and got[1].dtype == dtype
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
 def test_opcheck_and_compile() -> None:
     points = uniform_cloud(2 * 6, 3, seed=5).view(2, 6, 3).requires_grad_()
     ref = torch.ones(3, dtype=torch.float64, requires_grad=True)
