@@ -4,7 +4,9 @@
 #include <map>
 #include <vector>
 
+#include "block_arena.h"
 #include "hv_algorithms.h"
+#include "sort_by_key.h"
 
 namespace moafast::cpu::hv {
 namespace {
@@ -32,13 +34,13 @@ void project(const double* point, int d, int skipped, double* out) {
 // staircase they form inside the rectangle is what f does not add alone. Every other row adds nothing.
 void contributions_2d(const PointSet& points, const double* ref, double* out) {
   const size_t n = points.size();
+  // Ties in x may come in any order: of two rows with one x, the higher is either no front row or a front row
+  // whose rectangle has width zero, and inside the lower one's rectangle it is a shadow either way.
+  std::vector<KeyedRow> by_x(n);
+  for (size_t i = 0; i < n; ++i) by_x[i] = {points.row(i)[0], i};
+  sort_by_key(by_x);
   std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const double* pa = points.row(a);
-    const double* pb = points.row(b);
-    return pa[0] != pb[0] ? pa[0] < pb[0] : pa[1] < pb[1];
-  });
+  for (size_t i = 0; i < n; ++i) order[i] = by_x[i].second;
   std::vector<size_t> front;  // positions in `order`
   double lowest = ref[1];
   for (size_t s = 0; s < n; ++s) {
@@ -74,48 +76,49 @@ void contributions_2d(const PointSet& points, const double* ref, double* out) {
 class Contributions3d {
  public:
   Contributions3d(const PointSet& points, const double* ref)
-      : points_(points), ref_(ref), shadows_(points.size()), area_(points.size(), 0.0),
-        since_(points.size(), 0.0), total_(points.size(), 0.0) {}
+      : points_(points), ref_(ref), front_(ArenaAllocator<Steps::value_type>(&arena_)), total_(points.size(), 0.0) {}
 
   void run(double* out) {
-    std::vector<size_t> order(points_.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return z(a) < z(b); });
-    for (size_t q : order) add(q);
-    for (const auto& step : front_) settle(step.second, ref_[2]);
+    std::vector<KeyedRow> by_z(points_.size());  // ties in z: any order (the areas between them are zero)
+    for (size_t i = 0; i < by_z.size(); ++i) by_z[i] = {points_.row(i)[2], i};
+    sort_by_key(by_z);
+    for (const auto& [height, q] : by_z) add(q, height);
+    for (auto& step : front_) settle(step.second, ref_[2]);
     for (size_t i = 0; i < points_.size(); ++i) out[i] = total_[i];
   }
 
  private:
-  using Steps = std::map<double, size_t>;  // x -> row, y strictly decreasing along x
   using Shadows = std::vector<std::pair<double, double>>;  // (x, y), x increasing, y decreasing; usually few
+  // A row on T with what its contribution needs, kept in the node so that the sweep touches no per-row arrays.
+  struct Step {
+    size_t row;
+    double y, area, since;  // area: its exclusive area since the height `since`
+    Shadows shadows;
+  };
+  // x -> step, y strictly decreasing along x
+  using Steps = std::map<double, Step, std::less<double>, ArenaAllocator<std::pair<const double, Step>>>;
 
   static Shadows::iterator first_at_or_after(Shadows& shadows, double sx) {
     return std::lower_bound(shadows.begin(), shadows.end(), sx,
                             [](const std::pair<double, double>& s, double x) { return s.first < x; });
   }
 
-  double x(size_t i) const { return points_.row(i)[0]; }
-  double y(size_t i) const { return points_.row(i)[1]; }
-  double z(size_t i) const { return points_.row(i)[2]; }
-
-  void settle(size_t i, double height) {
-    total_[i] += area_[i] * (height - since_[i]);
-    since_[i] = height;
+  void settle(Step& step, double height) {
+    total_[step.row] += step.area * (height - step.since);
+    step.since = height;
   }
 
-  // The rectangle of row i on T minus the union of its shadows.
+  // The rectangle of a row on T minus the union of its shadows.
   double exclusive_area(Steps::const_iterator at) const {
-    const size_t i = at->second;
     const auto next = std::next(at);
     const double right = next == front_.end() ? ref_[0] : next->first;
-    const double top = at == front_.begin() ? ref_[1] : y(std::prev(at)->second);
+    const double top = at == front_.begin() ? ref_[1] : std::prev(at)->second.y;
     double covered = 0.0, level = top;
-    for (const auto& shadow : shadows_[i]) {  // x ascending, y descending
+    for (const auto& shadow : at->second.shadows) {  // x ascending, y descending
       covered += (right - shadow.first) * (level - shadow.second);
       level = shadow.second;
     }
-    return (right - x(i)) * (top - y(i)) - covered;
+    return (right - at->first) * (top - at->second.y) - covered;
   }
 
   static void add_shadow(Shadows& shadows, double sx, double sy) {
@@ -129,52 +132,48 @@ class Contributions3d {
 
   void refresh(Steps::iterator at, double height) {
     settle(at->second, height);
-    area_[at->second] = exclusive_area(at);
+    at->second.area = exclusive_area(at);
   }
 
-  void add(size_t q) {
-    const double qx = x(q), qy = y(q), height = z(q);
+  void add(size_t q, double height) {
+    const double qx = points_.row(q)[0], qy = points_.row(q)[1];
     auto after = front_.upper_bound(qx);  // rows of T with x <= qx come before
-    if (after != front_.begin() && y(std::prev(after)->second) <= qy) {  // dominated in (x, y) by T
+    if (after != front_.begin() && std::prev(after)->second.y <= qy) {  // dominated in (x, y) by T
       auto owner = std::prev(after);
-      if (owner != front_.begin() && y(std::prev(owner)->second) <= qy) return;  // by two rows: no effect
+      if (owner != front_.begin() && std::prev(owner)->second.y <= qy) return;  // by two rows: no effect
       settle(owner->second, height);
-      add_shadow(shadows_[owner->second], qx, qy);
-      area_[owner->second] = exclusive_area(owner);
+      add_shadow(owner->second.shadows, qx, qy);
+      owner->second.area = exclusive_area(owner);
       return;
     }
     auto first = front_.lower_bound(qx);
     Shadows taken;
-    while (first != front_.end() && y(first->second) >= qy) {  // rows q dominates in (x, y) leave T
+    while (first != front_.end() && first->second.y >= qy) {  // rows q dominates in (x, y) leave T
       settle(first->second, height);
-      area_[first->second] = 0.0;
-      shadows_[first->second].clear();
-      taken.emplace_back(first->first, y(first->second));
+      taken.emplace_back(first->first, first->second.y);
       first = front_.erase(first);
     }
     if (first != front_.end()) {  // the next row's rectangle now stops at q's y: drop its shadows above
-      auto& shadows = shadows_[first->second];
+      auto& shadows = first->second.shadows;
       auto keep = shadows.begin();
       while (keep != shadows.end() && keep->second >= qy) ++keep;
       shadows.erase(shadows.begin(), keep);
     }
     if (first != front_.begin()) {  // the previous row's rectangle now stops at q's x
-      auto& shadows = shadows_[std::prev(first)->second];
+      auto& shadows = std::prev(first)->second.shadows;
       shadows.erase(first_at_or_after(shadows, qx), shadows.end());
     }
-    const auto at = front_.emplace_hint(first, qx, q);
-    shadows_[q] = std::move(taken);
-    since_[q] = height;
-    area_[q] = exclusive_area(at);
+    const auto at = front_.emplace_hint(first, qx, Step{q, qy, 0.0, height, std::move(taken)});
+    at->second.area = exclusive_area(at);
     if (std::next(at) != front_.end()) refresh(std::next(at), height);
     if (at != front_.begin()) refresh(std::prev(at), height);
   }
 
   const PointSet& points_;
   const double* ref_;
+  BlockArena arena_;  // before front_: the map's nodes live in it
   Steps front_;
-  std::vector<Shadows> shadows_;
-  std::vector<double> area_, since_, total_;
+  std::vector<double> total_;
 };
 
 }  // namespace

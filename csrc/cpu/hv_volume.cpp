@@ -4,7 +4,9 @@
 #include <numeric>
 #include <vector>
 
+#include "block_arena.h"
 #include "hv_algorithms.h"
+#include "sort_by_key.h"
 
 namespace moafast::cpu::hv {
 namespace {
@@ -19,7 +21,8 @@ double box_volume(const double* point, const double* ref, int d) {
 // returns the area a new point adds.
 class Staircase {
  public:
-  Staircase(double ref_x, double ref_y) : ref_x_(ref_x), ref_y_(ref_y) {}
+  Staircase(double ref_x, double ref_y)
+      : steps_(ArenaAllocator<std::pair<const double, double>>(&arena_)), ref_x_(ref_x), ref_y_(ref_y) {}
 
   double insert(double x, double y) {
     auto next = steps_.lower_bound(x);
@@ -46,7 +49,8 @@ class Staircase {
   double area() const { return area_; }
 
  private:
-  std::map<double, double> steps_;
+  BlockArena arena_;  // before steps_: the map's nodes live in it
+  std::map<double, double, std::less<double>, ArenaAllocator<std::pair<const double, double>>> steps_;
   double ref_x_, ref_y_, area_ = 0.0;
 };
 
@@ -131,12 +135,15 @@ double volume_4d(const PointSet& points, const double* ref) {
 }  // namespace
 
 double volume_2d(const PointSet& points, const double* ref) {
+  std::vector<KeyedRow> by_x(points.size());  // ties in x: any order gives the same steps
+  for (size_t i = 0; i < by_x.size(); ++i) by_x[i] = {points.row(i)[0], i};
+  sort_by_key(by_x);
   double area = 0.0, level = ref[1];
-  for (size_t i : order_by(points, 0)) {
-    const double* p = points.row(i);
-    if (p[1] < level) {
-      area += (ref[0] - p[0]) * (level - p[1]);
-      level = p[1];
+  for (const auto& [x, i] : by_x) {
+    const double y = points.row(i)[1];
+    if (y < level) {
+      area += (ref[0] - x) * (level - y);
+      level = y;
     }
   }
   return area;
@@ -146,11 +153,14 @@ double volume_3d(const PointSet& points, const double* ref) {
   Staircase staircase(ref[0], ref[1]);
   double volume = 0.0, z = 0.0;
   bool started = false;
-  for (size_t i : order_by(points, 2)) {
+  std::vector<KeyedRow> by_z(points.size());  // ties in z add no volume between them
+  for (size_t i = 0; i < by_z.size(); ++i) by_z[i] = {points.row(i)[2], i};
+  sort_by_key(by_z);
+  for (const auto& [height, i] : by_z) {
     const double* p = points.row(i);
-    if (started) volume += staircase.area() * (p[2] - z);
+    if (started) volume += staircase.area() * (height - z);
     staircase.insert(p[0], p[1]);
-    z = p[2];
+    z = height;
     started = true;
   }
   return started ? volume + staircase.area() * (ref[2] - z) : 0.0;
