@@ -2,6 +2,7 @@
 // chunks and recycled through a free list, so inserting and erasing a node costs no malloc or free.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -17,8 +18,10 @@ class BlockArena {
       free_ = *static_cast<void**>(block);
       return block;
     }
-    if (chunks_.empty() || used_ + bytes > kChunkBytes) {
-      chunks_.push_back(std::make_unique<std::max_align_t[]>(std::max(kChunkBytes, bytes) / kAlign));
+    if (chunks_.empty() || used_ + bytes > chunk_bytes_) {
+      if (!chunks_.empty()) chunk_bytes_ = std::min(2 * chunk_bytes_, kLargestChunkBytes);
+      chunk_bytes_ = std::max(chunk_bytes_, bytes);
+      chunks_.emplace_back(new std::max_align_t[chunk_bytes_ / kAlign]);  // left uninitialised
       used_ = 0;
     }
     void* block = reinterpret_cast<char*>(chunks_.back().get()) + used_;
@@ -38,11 +41,11 @@ class BlockArena {
 
  private:
   static constexpr size_t kAlign = alignof(std::max_align_t);
-  static constexpr size_t kChunkBytes = size_t{1} << 16;
+  static constexpr size_t kLargestChunkBytes = size_t{1} << 16;
   static size_t rounded(size_t bytes) { return (std::max(bytes, sizeof(void*)) + kAlign - 1) / kAlign * kAlign; }
 
   std::vector<std::unique_ptr<std::max_align_t[]>> chunks_;
-  size_t used_ = 0, recycled_size_ = 0;
+  size_t chunk_bytes_ = size_t{1} << 11, used_ = 0, recycled_size_ = 0;  // chunks grow from 2 KiB
   void* free_ = nullptr;
 };
 

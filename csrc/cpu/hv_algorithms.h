@@ -14,10 +14,30 @@ struct PointSet {
   const double* row(size_t i) const { return values.data() + i * d; }
 };
 
+// Rows of `stride` coordinates that a sweep reads in place (a prefix of a PointSet, say).
+struct RowSpan {
+  const double* values;
+  size_t count;
+  int stride;
+  RowSpan(const PointSet& points) : values(points.values.data()), count(points.size()), stride(points.d) {}
+  RowSpan(const double* rows, size_t rows_count, int row_stride)
+      : values(rows), count(rows_count), stride(row_stride) {}
+  size_t size() const { return count; }
+  const double* row(size_t i) const { return values + i * stride; }
+};
+
 // d = 2: sort + sweep, O(n log n).
 double volume_2d(const PointSet& points, const double* ref);
-// d = 3: sweep in the third objective over a 2-D staircase in a balanced tree, O(n log n).
-double volume_3d(const PointSet& points, const double* ref);
+// d = 3: sweep in the third objective over a 2-D staircase in a balanced tree, O(n log n). Reads the first three
+// objectives of rows of any width. `front`, if given, receives the rows that add volume (every row no other
+// dominates), in ascending third objective.
+double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front = nullptr);
+// d = 4: sweep in the fourth objective over exclusive 3-D volumes against the 3-D front, O(n^2).
+double volume_4d(const PointSet& points, const double* ref);
+// The 4-D volume of a limit set of `cover` (every row at least cover) whose rows come in ascending fourth
+// objective: no sort, the rows at cover's level in one 3-D sweep, and a stop at the first row equal to cover in
+// the first three objectives (from its level up the 3-D volume is cover's whole box).
+double limit_volume_4d(const PointSet& limit_in_order, const double* ref, const double* cover);
 // Any d >= 1: the 2-D and 3-D sweeps, else WFG (exclusive volumes against limit sets, slicing the last
 // objective so the recursion drops one dimension per level).
 double volume(const PointSet& points, const double* ref);

@@ -67,69 +67,9 @@ std::vector<size_t> order_by(const PointSet& points, int key) {
 }
 
 bool weakly_dominates(const double* a, const double* b, int d) {
-  for (int k = 0; k < d; ++k)
-    if (a[k] > b[k]) return false;
-  return true;
-}
-
-// The 3-D volume that `q` adds to a front: its box minus the union of {max(q, f)}, swept over the front in
-// the third objective with the clipped (x, y) staircase on arrays; stops once q's (x, y) box is covered.
-double exclusive_3d(const double* q, const std::vector<const double*>& front_by_z, const double* ref,
-                    std::vector<double>& xs, std::vector<double>& ys) {
-  const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
-  xs.clear();
-  ys.clear();
-  double covered_area = 0.0, covered_volume = 0.0, height = q[2];
-  for (const double* f : front_by_z) {
-    if (f[2] > height) {
-      covered_volume += covered_area * (f[2] - height);
-      height = f[2];
-    }
-    const double x = std::max(q[0], f[0]), y = std::max(q[1], f[1]);
-    const size_t position = std::lower_bound(xs.begin(), xs.end(), x) - xs.begin();
-    if (position < xs.size() && xs[position] == x && ys[position] <= y) continue;
-    if (position > 0 && ys[position - 1] <= y) continue;
-    double top = position > 0 ? ys[position - 1] : ref[1], left = x;
-    size_t end = position;
-    for (; end < xs.size() && ys[end] >= y; ++end) {
-      covered_area += (xs[end] - left) * (top - y);
-      left = xs[end];
-      top = ys[end];
-    }
-    covered_area += ((end < xs.size() ? xs[end] : ref[0]) - left) * (top - y);
-    xs.erase(xs.begin() + position, xs.begin() + end);
-    ys.erase(ys.begin() + position, ys.begin() + end);
-    xs.insert(xs.begin() + position, x);
-    ys.insert(ys.begin() + position, y);
-    if (covered_area >= box_area) break;  // covered from here up
-  }
-  covered_volume += covered_area * (ref[2] - height);
-  return box_area * (ref[2] - q[2]) - covered_volume;
-}
-
-// d = 4: sweep the fourth objective, adding each row's exclusive 3-D volume to the running 3-D volume of
-// the rows below it; the 3-D front (sorted by the third objective) drops rows a new one dominates. O(n^2).
-double volume_4d(const PointSet& points, const double* ref) {
-  std::vector<const double*> front;  // nondominated in the first three objectives, by the third
-  std::vector<double> xs, ys;
-  double volume_3d_so_far = 0.0, total = 0.0, level = 0.0;
-  bool started = false;
-  for (size_t i : order_by(points, 3)) {
-    const double* q = points.row(i);
-    if (started) total += volume_3d_so_far * (q[3] - level);
-    level = q[3];
-    started = true;
-    const double added = exclusive_3d(q, front, ref, xs, ys);
-    if (added <= 0.0) continue;
-    volume_3d_so_far += added;
-    front.erase(std::remove_if(front.begin(), front.end(),
-                               [&](const double* f) { return weakly_dominates(q, f, 3); }),
-                front.end());
-    front.insert(std::upper_bound(front.begin(), front.end(), q,
-                                  [](const double* a, const double* b) { return a[2] < b[2]; }),
-                 q);
-  }
-  return started ? total + volume_3d_so_far * (ref[3] - level) : 0.0;
+  bool all = true;
+  for (int k = 0; k < d; ++k) all &= a[k] <= b[k];  // no early exit: the branches would be unpredictable
+  return all;
 }
 
 }  // namespace
@@ -149,7 +89,7 @@ double volume_2d(const PointSet& points, const double* ref) {
   return area;
 }
 
-double volume_3d(const PointSet& points, const double* ref) {
+double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) {
   Staircase staircase(ref[0], ref[1]);
   double volume = 0.0, z = 0.0;
   bool started = false;
@@ -159,7 +99,7 @@ double volume_3d(const PointSet& points, const double* ref) {
   for (const auto& [height, i] : by_z) {
     const double* p = points.row(i);
     if (started) volume += staircase.area() * (height - z);
-    staircase.insert(p[0], p[1]);
+    if (staircase.insert(p[0], p[1]) > 0.0 && front != nullptr) front->push_back(i);
     z = height;
     started = true;
   }
@@ -196,21 +136,26 @@ double volume(const PointSet& points, const double* ref) {
   // {max(p, q)} lies in the slab at p_d and its volume is (r_d - p_d) times a (d-1)-volume.
   std::vector<size_t> order = order_by(points, d - 1);
   std::reverse(order.begin(), order.end());
+  // The later points, for d = 5 in ascending fourth objective: then a limit set comes in that order too (rows
+  // below p clip to p's level, the others keep their order) and its 4-D sweep needs no sort.
+  std::vector<size_t> later = d == 5 ? order_by(points, 3) : order;
   double total = 0.0;
   PointSet limit{{}, d - 1};
   for (size_t a = 0; a < n; ++a) {
     const double* p = points.row(order[a]);
-    limit.values.clear();
+    later.erase(std::find(later.begin(), later.end(), order[a]));
+    limit.values.resize(later.size() * (d - 1));
     bool covered = false;
-    for (size_t b = a + 1; b < n && !covered; ++b) {
-      const double* q = points.row(order[b]);
+    size_t rows = 0;
+    for (; rows < later.size() && !covered; ++rows) {
+      const double* q = points.row(later[rows]);
       covered = weakly_dominates(q, p, d - 1);
-      for (int k = 0; k < d - 1; ++k) limit.values.push_back(std::max(p[k], q[k]));
+      for (int k = 0; k < d - 1; ++k) limit.values[rows * (d - 1) + k] = std::max(p[k], q[k]);
     }
+    limit.values.resize(rows * (d - 1));
     if (covered) continue;  // a later point covers p's whole slab
-    // The sweeps of d - 1 <= 4 ignore dominated rows by themselves; WFG levels shrink the set first.
-    const double limit_volume = d - 1 <= 4 ? volume(limit, ref) : volume(nondominated(std::move(limit)), ref);
-    limit = PointSet{{}, d - 1};
+    // The 4-D sweep ignores dominated rows by itself; WFG levels shrink the set first.
+    const double limit_volume = d == 5 ? limit_volume_4d(limit, ref, p) : volume(nondominated(limit), ref);
     const double exclusive = box_volume(p, ref, d - 1) - limit_volume;
     total += (ref[d - 1] - p[d - 1]) * exclusive;
   }

@@ -1,0 +1,205 @@
+// d = 4: a sweep of the fourth objective. Each row adds its exclusive 3-D volume against the rows below it (those
+// nondominated in the first three objectives: the 3-D front); the running 3-D volume times the gaps in the fourth
+// objective is the hypervolume. O(n^2): per row one pass over the front.
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "hv_algorithms.h"
+#include "sort_by_key.h"
+
+namespace moafast::cpu::hv {
+namespace {
+
+// The 3-D front as columns in one order (ascending third objective, or ascending first), so that a row's pass
+// reads it sequentially. Capacity for every row: updates never allocate.
+struct FrontColumns {
+  std::vector<double> x, y, z;
+  size_t size = 0;
+
+  explicit FrontColumns(size_t capacity) : x(capacity), y(capacity), z(capacity) {}
+
+  // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's.
+  void update(const double* q, int key) {
+    const std::vector<double>& keys = key == 0 ? x : z;
+    // Rows with a lower key are not dominated by q; the others seldom are, so rows move only after a removal.
+    size_t kept = std::lower_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
+    for (; kept + 8 <= size; kept += 8) {  // blocks of rows none of which q dominates stay where they are
+      bool any = false;
+      for (size_t t = kept; t < kept + 8; ++t) any |= (q[0] <= x[t]) & (q[1] <= y[t]) & (q[2] <= z[t]);
+      if (any) break;
+    }
+    for (size_t j = kept; j < size; ++j) {
+      if ((q[0] <= x[j]) & (q[1] <= y[j]) & (q[2] <= z[j])) continue;  // one branch, rarely taken
+      if (kept != j) {
+        x[kept] = x[j];
+        y[kept] = y[j];
+        z[kept] = z[j];
+      }
+      ++kept;
+    }
+    const size_t at = std::upper_bound(keys.begin(), keys.begin() + kept, q[key]) - keys.begin();
+    std::copy_backward(x.begin() + at, x.begin() + kept, x.begin() + kept + 1);
+    std::copy_backward(y.begin() + at, y.begin() + kept, y.begin() + kept + 1);
+    std::copy_backward(z.begin() + at, z.begin() + kept, z.begin() + kept + 1);
+    x[at] = q[0];
+    y[at] = q[1];
+    z[at] = q[2];
+    size = kept + 1;
+  }
+};
+
+// The 2-D staircase of the front rows clipped to a query's (x, y) box: xs ascending, ys descending, in arrays
+// with room for every front row.
+struct ClippedStaircase {
+  std::vector<double> xs, ys;
+  size_t size = 0;
+
+  // First step with xs >= x: a linear scan while the staircase is short (it usually is: clipping merges rows).
+  size_t first_at_or_after(double x) const {
+    if (size <= 32) {
+      size_t position = 0;
+      while (position < size && xs[position] < x) ++position;
+      return position;
+    }
+    return std::lower_bound(xs.begin(), xs.begin() + size, x) - xs.begin();
+  }
+
+  // Adds the step (x, y) (already clipped) and returns the area it adds under the reference (ref_x, ref_y).
+  double insert(double x, double y, double ref_x, double ref_y) {
+    const size_t position = first_at_or_after(x);
+    if (position < size && xs[position] == x && ys[position] <= y) return 0.0;
+    if (position > 0 && ys[position - 1] <= y) return 0.0;
+    double added = 0.0, top = position > 0 ? ys[position - 1] : ref_y, left = x;
+    size_t end = position;
+    for (; end < size && ys[end] >= y; ++end) {
+      added += (xs[end] - left) * (top - y);
+      left = xs[end];
+      top = ys[end];
+    }
+    added += ((end < size ? xs[end] : ref_x) - left) * (top - y);
+    if (end == position) {  // nothing covered: make room
+      for (size_t k = size; k > position; --k) {
+        xs[k] = xs[k - 1];
+        ys[k] = ys[k - 1];
+      }
+      ++size;
+    } else if (end > position + 1) {  // (x, y) replaces the steps it covers
+      const size_t gap = end - position - 1;
+      for (size_t k = end; k < size; ++k) {
+        xs[k - gap] = xs[k];
+        ys[k - gap] = ys[k];
+      }
+      size -= gap;
+    }
+    xs[position] = x;
+    ys[position] = y;
+    return added;
+  }
+};
+
+// The 3-D volume that q adds to the front: its box minus the union of {max(q, f)}. The front rows at or below
+// q's third objective form the staircase at q's level in one pass in x order; the rows above come in order of
+// their third objective, until q's (x, y) box is covered (from there up nothing is exclusive).
+double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumns& by_z, const double* ref,
+                    ClippedStaircase& staircase) {
+  const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
+  size_t size = 0;
+  double level = ref[1], covered_area = 0.0;
+  for (size_t j = 0; j < by_x.size; ++j) {
+    const double x = std::max(q[0], by_x.x[j]), y = std::max(q[1], by_x.y[j]);
+    if ((by_x.z[j] > q[2]) | (y >= level)) continue;
+    if (x == q[0] && y == q[1]) return 0.0;
+    covered_area += (ref[0] - x) * (level - y);
+    if (size > 0 && staircase.xs[size - 1] == x) --size;
+    staircase.xs[size] = x;
+    staircase.ys[size] = y;
+    ++size;
+    level = y;
+  }
+  staircase.size = size;
+  double covered_volume = 0.0, height = q[2];
+  for (size_t j = std::upper_bound(by_z.z.begin(), by_z.z.begin() + by_z.size, q[2]) - by_z.z.begin();
+       j < by_z.size && covered_area < box_area; ++j) {
+    covered_volume += covered_area * (by_z.z[j] - height);
+    height = by_z.z[j];
+    covered_area += staircase.insert(std::max(q[0], by_z.x[j]), std::max(q[1], by_z.y[j]), ref[0], ref[1]);
+  }
+  covered_volume += covered_area * (ref[2] - height);
+  return box_area * (ref[2] - q[2]) - covered_volume;
+}
+
+// The sweep over rows in ascending fourth objective: rows[t] = points.row(order[t]), or points.row(t) without an
+// order. `cover`: see limit_volume_4d.
+double sweep_4d(const PointSet& points, const size_t* order, const double* ref, const double* cover) {
+  const size_t n = points.size();
+  const auto row = [&](size_t t) { return points.row(order != nullptr ? order[t] : t); };
+  FrontColumns by_x(n + 1), by_z(n + 1);
+  ClippedStaircase staircase{std::vector<double>(n + 1), std::vector<double>(n + 1)};
+  double volume_3d_so_far = 0.0, total = 0.0, level = n > 0 ? row(0)[3] : 0.0;
+  size_t first = 0;  // the rows at the lowest level (a limit set's rows below cover): one 3-D sweep
+  while (first < n && row(first)[3] == level) ++first;
+  if (first > 1) {
+    PointSet copied{{}, points.d};
+    if (order != nullptr)
+      for (size_t t = 0; t < first; ++t) copied.values.insert(copied.values.end(), row(t), row(t) + points.d);
+    const RowSpan base = order != nullptr ? RowSpan(copied) : RowSpan(points.values.data(), first, points.d);
+    for (size_t t = 0; t < first; ++t) {
+      const double* q = base.row(t);
+      if (cover != nullptr && q[0] == cover[0] && q[1] == cover[1] && q[2] == cover[2])
+        return (ref[0] - cover[0]) * (ref[1] - cover[1]) * (ref[2] - cover[2]) * (ref[3] - level);
+    }
+    std::vector<size_t> front;
+    volume_3d_so_far = volume_3d(base, ref, &front);
+    std::vector<KeyedRow> front_by_x(front.size());
+    for (size_t f = 0; f < front.size(); ++f) {
+      const double* q = base.row(front[f]);
+      by_z.x[f] = q[0];
+      by_z.y[f] = q[1];
+      by_z.z[f] = q[2];
+      front_by_x[f] = {q[0], front[f]};
+    }
+    sort_by_key(front_by_x);  // ties in x: any order (the x-order pass merges equal x)
+    for (size_t f = 0; f < front.size(); ++f) {
+      const double* q = base.row(front_by_x[f].second);
+      by_x.x[f] = q[0];
+      by_x.y[f] = q[1];
+      by_x.z[f] = q[2];
+    }
+    by_x.size = by_z.size = front.size();
+  } else {
+    first = 0;
+  }
+  for (size_t t = first; t < n; ++t) {
+    const double* q = row(t);
+    total += volume_3d_so_far * (q[3] - level);
+    level = q[3];
+    if (cover != nullptr && q[0] == cover[0] && q[1] == cover[1] && q[2] == cover[2]) {
+      volume_3d_so_far = (ref[0] - cover[0]) * (ref[1] - cover[1]) * (ref[2] - cover[2]);
+      break;
+    }
+    const double added = exclusive_3d(q, by_x, by_z, ref, staircase);
+    if (added <= 0.0) continue;
+    volume_3d_so_far += added;
+    by_x.update(q, 0);
+    by_z.update(q, 2);
+  }
+  return total + volume_3d_so_far * (ref[3] - level);
+}
+
+}  // namespace
+
+double volume_4d(const PointSet& points, const double* ref) {
+  std::vector<KeyedRow> by_w(points.size());  // ties in the fourth objective: any order (no volume between them)
+  for (size_t i = 0; i < by_w.size(); ++i) by_w[i] = {points.row(i)[3], i};
+  sort_by_key(by_w);
+  std::vector<size_t> order(by_w.size());
+  for (size_t t = 0; t < order.size(); ++t) order[t] = by_w[t].second;
+  return sweep_4d(points, order.data(), ref, nullptr);
+}
+
+double limit_volume_4d(const PointSet& limit_in_order, const double* ref, const double* cover) {
+  return sweep_4d(limit_in_order, nullptr, ref, cover);
+}
+
+}  // namespace moafast::cpu::hv
