@@ -171,9 +171,10 @@ def test_float32_is_computed_in_float64_and_rounded_once() -> None:
     assert_close(single, hypervolume(points.double(), ref.double()).float(), atol=0, rtol=0, name="float32 hv")
 
 
-def test_results_do_not_depend_on_the_thread_count() -> None:
-    points = uniform_cloud(200 * 12, 3, seed=4).view(200, 12, 3)
-    ref = torch.ones(3, dtype=torch.float64)
+@pytest.mark.parametrize("sets,n,d", [(200, 12, 3), (24, 40, 5)])  # the small-set path; WFG over the 4-D sweep
+def test_results_do_not_depend_on_the_thread_count(sets: int, n: int, d: int) -> None:
+    points = uniform_cloud(sets * n, d, seed=4).view(sets, n, d)
+    ref = torch.ones(d, dtype=torch.float64)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

@@ -43,7 +43,7 @@ double limit_volume_4d(const PointSet& limit_in_order, const double* ref, const 
 double volume(const PointSet& points, const double* ref);
 
 // Rows of `candidates` not weakly dominated by an earlier kept row (duplicates kept once).
-PointSet nondominated(PointSet candidates);
+PointSet nondominated(const PointSet& candidates);
 
 // Exclusive contributions HV(S) - HV(S \ {i}): an O(n log n) sweep for d = 2, limit sets for d >= 3.
 void contributions(const PointSet& points, const double* ref, double* out);

@@ -19,8 +19,8 @@ double box_volume_skipping(const double* point, const double* ref, int d, int sk
 }
 
 // HV of a limit set in `d` dimensions; the sweeps (d <= 3) skip dominated rows themselves.
-double limit_volume(PointSet&& limit, const double* ref) {
-  return limit.d <= 3 ? volume(limit, ref) : volume(nondominated(std::move(limit)), ref);
+double limit_volume(const PointSet& limit, const double* ref) {
+  return limit.d <= 3 ? volume(limit, ref) : volume(nondominated(limit), ref);
 }
 
 void project(const double* point, int d, int skipped, double* out) {
@@ -189,12 +189,23 @@ void contributions(const PointSet& points, const double* ref, double* out) {
     Contributions3d(points, ref).run(out);
     return;
   }
+  // The limit sets come in ascending fourth objective for d = 4 (rows below p clip to p's level, the others keep
+  // their order): the 4-D sweep then needs no sort and stops where the rows cover p.
+  std::vector<size_t> order(n);
+  for (size_t j = 0; j < n; ++j) order[j] = j;
+  if (d == 4) {
+    std::vector<KeyedRow> by_w(n);
+    for (size_t j = 0; j < n; ++j) by_w[j] = {points.row(j)[3], j};
+    sort_by_key(by_w);
+    for (size_t j = 0; j < n; ++j) order[j] = by_w[j].second;
+  }
+  PointSet limit{{}, d};
   for (size_t i = 0; i < n; ++i) {
     const double* p = points.row(i);
-    PointSet limit{{}, d};
-    limit.values.reserve((n - 1) * d);
+    limit.values.clear();
     bool covered = false;
-    for (size_t j = 0; j < n && !covered; ++j) {
+    for (size_t j : order) {
+      if (covered) break;
       if (j == i) continue;
       const double* q = points.row(j);
       covered = true;
@@ -204,7 +215,12 @@ void contributions(const PointSet& points, const double* ref, double* out) {
         limit.values.push_back(m);
       }
     }
-    out[i] = covered ? 0.0 : box_volume_skipping(p, ref, d, -1) - limit_volume(std::move(limit), ref);
+    if (covered) {
+      out[i] = 0.0;
+      continue;
+    }
+    out[i] = box_volume_skipping(p, ref, d, -1) -
+             (d == 4 ? limit_volume_4d(limit, ref, p) : volume(nondominated(limit), ref));
   }
 }
 
@@ -231,7 +247,7 @@ double face(const PointSet& points, const double* query, int k, const double* re
     }
     if (covered) return 0.0;
   }
-  return box_volume_skipping(query, ref, d, k) - limit_volume(std::move(limit), projected_ref.data());
+  return box_volume_skipping(query, ref, d, k) - limit_volume(limit, projected_ref.data());
 }
 
 void faces(const PointSet& points, const double* ref, double* out) {

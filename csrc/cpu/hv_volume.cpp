@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <vector>
@@ -107,14 +108,46 @@ double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) 
 }
 
 // Nondominated rows of `candidates` (duplicates kept once), sorted by the first objective.
-PointSet nondominated(PointSet candidates) {
+PointSet nondominated(const PointSet& candidates) {
   const int d = candidates.d;
+  const size_t n = candidates.size();
+  std::vector<KeyedRow> by_first(n);
+  for (size_t i = 0; i < n; ++i) by_first[i] = {candidates.row(i)[0], i};
+  sort_by_key(by_first);
+  for (size_t a = 0; a < n;) {  // equal first objectives in lexicographic order: a dominating row comes first
+    size_t b = a + 1;
+    while (b < n && by_first[b].first == by_first[a].first) ++b;
+    if (b - a > 1)
+      std::sort(by_first.begin() + a, by_first.begin() + b, [&](const KeyedRow& x, const KeyedRow& y) {
+        const double* px = candidates.row(x.second);
+        const double* py = candidates.row(y.second);
+        return std::lexicographical_compare(px, px + d, py, py + d);
+      });
+    a = b;
+  }
+  // The kept rows as columns in blocks of 8 (+inf past the last: never dominating), checked a block at a time
+  // without branches inside it.
+  constexpr size_t kBlock = 8;
+  const size_t capacity = (n + kBlock - 1) / kBlock * kBlock;
+  std::vector<double> columns(capacity * d, std::numeric_limits<double>::infinity());
   PointSet kept{{}, d};
-  for (size_t i : order_by(candidates, 0)) {
+  size_t count = 0;
+  for (const auto& [first, i] : by_first) {
     const double* p = candidates.row(i);
     bool dominated = false;
-    for (size_t j = 0; j < kept.size() && !dominated; ++j) dominated = weakly_dominates(kept.row(j), p, d);
-    if (!dominated) kept.values.insert(kept.values.end(), p, p + d);
+    for (size_t block = 0; block < count && !dominated; block += kBlock) {
+      bool all[kBlock];
+      for (size_t t = 0; t < kBlock; ++t) all[t] = true;
+      for (int k = 0; k < d; ++k) {
+        const double* column = columns.data() + k * capacity + block;
+        for (size_t t = 0; t < kBlock; ++t) all[t] &= column[t] <= p[k];
+      }
+      for (size_t t = 0; t < kBlock; ++t) dominated |= all[t];
+    }
+    if (dominated) continue;
+    for (int k = 0; k < d; ++k) columns[k * capacity + count] = p[k];
+    ++count;
+    kept.values.insert(kept.values.end(), p, p + d);
   }
   return kept;
 }

@@ -17,7 +17,15 @@ struct FrontColumns {
   std::vector<double> x, y, z;
   size_t size = 0;
 
-  explicit FrontColumns(size_t capacity) : x(capacity), y(capacity), z(capacity) {}
+  // Empty, with room for `capacity` rows.
+  void reset(size_t capacity) {
+    if (x.size() < capacity) {
+      x.resize(capacity);
+      y.resize(capacity);
+      z.resize(capacity);
+    }
+    size = 0;
+  }
 
   // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's.
   void update(const double* q, int key) {
@@ -134,13 +142,24 @@ double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumn
 double sweep_4d(const PointSet& points, const size_t* order, const double* ref, const double* cover) {
   const size_t n = points.size();
   const auto row = [&](size_t t) { return points.row(order != nullptr ? order[t] : t); };
-  FrontColumns by_x(n + 1), by_z(n + 1);
-  ClippedStaircase staircase{std::vector<double>(n + 1), std::vector<double>(n + 1)};
+  // Reused across calls: the d >= 5 recursion runs this sweep once per point on small limit sets.
+  thread_local FrontColumns by_x, by_z;
+  thread_local ClippedStaircase staircase;
+  thread_local std::vector<size_t> front;
+  thread_local std::vector<KeyedRow> front_by_x;
+  thread_local PointSet copied;
+  by_x.reset(n + 1);
+  by_z.reset(n + 1);
+  if (staircase.xs.size() < n + 1) {
+    staircase.xs.resize(n + 1);
+    staircase.ys.resize(n + 1);
+  }
   double volume_3d_so_far = 0.0, total = 0.0, level = n > 0 ? row(0)[3] : 0.0;
   size_t first = 0;  // the rows at the lowest level (a limit set's rows below cover): one 3-D sweep
   while (first < n && row(first)[3] == level) ++first;
   if (first > 1) {
-    PointSet copied{{}, points.d};
+    copied.d = points.d;
+    copied.values.clear();
     if (order != nullptr)
       for (size_t t = 0; t < first; ++t) copied.values.insert(copied.values.end(), row(t), row(t) + points.d);
     const RowSpan base = order != nullptr ? RowSpan(copied) : RowSpan(points.values.data(), first, points.d);
@@ -149,9 +168,9 @@ double sweep_4d(const PointSet& points, const size_t* order, const double* ref, 
       if (cover != nullptr && q[0] == cover[0] && q[1] == cover[1] && q[2] == cover[2])
         return (ref[0] - cover[0]) * (ref[1] - cover[1]) * (ref[2] - cover[2]) * (ref[3] - level);
     }
-    std::vector<size_t> front;
+    front.clear();
     volume_3d_so_far = volume_3d(base, ref, &front);
-    std::vector<KeyedRow> front_by_x(front.size());
+    front_by_x.resize(front.size());
     for (size_t f = 0; f < front.size(); ++f) {
       const double* q = base.row(front[f]);
       by_z.x[f] = q[0];
