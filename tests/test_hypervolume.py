@@ -243,6 +243,10 @@ def test_bad_input_names_the_argument() -> None:
         hypervolume(torch.zeros(4, 0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
     with pytest.raises(ValueError, match="mask"):
         hypervolume(points, ref, mask=torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="one device, got points on cpu, ref on meta"):
+        hypervolume(points, ref.to("meta"))
+    with pytest.raises(ValueError, match="one device, got points on cpu, ref on cpu, mask on meta"):
+        hypervolume(points, ref, mask=torch.ones(5, dtype=torch.bool, device="meta"))
     bad = points.clone()
     bad[3, 1] = float("nan")
     with pytest.raises(ValueError, match=r"points\[3\]: expected finite"):

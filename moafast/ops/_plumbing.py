@@ -54,12 +54,15 @@ def check_ndim(name: str, tensor: torch.Tensor, ndim: int, described: str) -> No
 
 
 def check_same_device(**tensors: torch.Tensor | None) -> torch.device:
-    present = {name: t for name, t in tensors.items() if t is not None}
-    devices = {t.device for t in present.values()}
-    if len(devices) > 1:
-        listed = ", ".join(f"{name} on {t.device}" for name, t in present.items())
-        raise ValueError(f"all tensors must be on one device, got {listed}")
-    (device,) = devices
+    device = None
+    for tensor in tensors.values():
+        if tensor is None:
+            continue
+        if device is None:
+            device = tensor.device
+        elif tensor.device != device:
+            listed = ", ".join(f"{name} on {t.device}" for name, t in tensors.items() if t is not None)
+            raise ValueError(f"all tensors must be on one device, got {listed}")
     if device.type not in ("cpu", "cuda", "meta"):
         raise ValueError(f"moafast kernels run on cpu and cuda tensors, got {device}")
     return device

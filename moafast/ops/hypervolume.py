@@ -42,6 +42,7 @@ from moafast.ops._library import library
 
 HV_DTYPES = (torch.float32, torch.float64)
 CUDA_MAX_POINTS = 16
+_HOST = torch.device("cpu")
 
 library.define("hypervolume_outputs(Tensor points, Tensor ref, Tensor? mask, bool maximize, bool hv, "
                "bool contributions, bool grad_points, bool grad_ref) -> (Tensor, Tensor, Tensor, Tensor)")
@@ -104,11 +105,12 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
     sets = 1
     for size in batch:
         sets *= size
+    device = points.device
     # CUDA runs sets of at most 16 points in 2 or 3 objectives (one thread per set); others go through the host.
-    on_device = points.device.type == "cuda" and n <= CUDA_MAX_POINTS and d in (2, 3)
-    if points.device.type == "cuda" and (bad := _first_non_finite(points, ref, mask)) != -1:
+    on_cuda = device.type == "cuda"
+    if on_cuda and (bad := _first_non_finite(points, ref, mask)) != -1:
         _raise_non_finite(points, ref, bad)
-    where = points.device if on_device else torch.device("cpu")
+    where = device if on_cuda and n <= CUDA_MAX_POINTS and d in (2, 3) else _HOST
     flat_points = _float64_rows(points, where)
     flat_ref = _float64_rows(ref, where)
     if mask is not None and (mask.device != where or not mask.is_contiguous()):
@@ -132,9 +134,9 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
         for tensor in outputs:
             if tensor is not None:
                 tensor.zero_()
-    if points.dtype == torch.float64 and points.device == where:
+    if points.dtype == torch.float64 and device == where:
         return outputs
-    return tuple(None if tensor is None else tensor.to(points.device, points.dtype) for tensor in outputs)
+    return tuple(None if tensor is None else tensor.to(device, points.dtype) for tensor in outputs)
 
 
 def _eager_call(points: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> bool:
