@@ -117,8 +117,9 @@ struct Sweep3d {
       slab_lower[slabs] = z[start], slab_lowest_y[slabs] = lowest_y, slab_lowest_x[slabs] = lowest_x;
       ++slabs;
       const double height = (end < count ? z[end] : ref[2]) - z[start];
+      const int active_width = (end + 3) & ~3;  // rows from `end` on are inactive: the loops below stop near it
       double partial[4] = {0.0, 0.0, 0.0, 0.0};  // four running sums: the loop vectorises
-      for (int i = 0; i < width; i += 4)
+      for (int i = 0; i < active_width; i += 4)
         for (int l = 0; l < 4; ++l) {  // rows from `end` on are inactive: their strips are not counted
           exclusive[i + l] = i + l < end ? positive_part(first[i + l] - y[i + l]) * (ref[0] - x[i + l]) : 0.0;
           partial[l] += exclusive[i + l];
@@ -131,10 +132,10 @@ struct Sweep3d {
         exclusive[kSmallSetMax] = 0.0;  // the holder of rows that have none
         for (int j = 0; j < end; ++j)
           exclusive[holder[j]] -= (positive_part(second[j] - y[j]) - positive_part(first[j] - y[j])) * (ref[0] - x[j]);
-        for (int i = 0; i < width; ++i) kept[i] += height * exclusive[i];
+        for (int i = 0; i < active_width; ++i) kept[i] += height * exclusive[i];
       }
       if (faces)
-        for (int i = 0; i < width; ++i) {
+        for (int i = 0; i < active_width; ++i) {
           const double active = i < end ? height : 0.0;
           along_x[i] += active * positive_part(left_y[i] - y[i]);
           along_y[i] += active * positive_part(under_x[i] - x[i]);
