@@ -124,6 +124,7 @@ double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumn
     staircase.ys[size] = y;
     ++size;
     level = y;
+    if (level == q[1]) break;  // no later row clips below q_y: the staircase at q's level is complete
   }
   staircase.size = size;
   double covered_volume = 0.0, height = q[2];
