@@ -166,7 +166,7 @@ def cases(quick: bool, device: str) -> list[Case]:
     moocore = Variant("moocore", _moocore, requires=("moocore",))
     pygmo = Variant("pygmo", _pygmo, requires=("pygmo",))
     pymoo = Variant("pymoo HV", _pymoo, requires=("pymoo",))
-    botorch = Variant("botorch Hypervolume", _botorch, requires=("botorch",))
+    botorch = Variant("botorch Hypervolume", _botorch, requires=("botorch",), max_calls=1)  # seconds per call
     if quick:
         cells = [("hv", 2, 100), ("hv", 4, 50), ("contributions", 3, 50)]
     else:
@@ -183,10 +183,14 @@ def cases(quick: bool, device: str) -> list[Case]:
                 variants.append(botorch)
         elif d == 6:
             variants.remove(moocore)  # n + 1 full recomputations: more than 240 s at n = 1000
-        slow = n >= 10_000 or (kind == "contributions" and d >= 4) or (d == 6 and n >= 1000)
-        # Sub-10-ms cells: 2 warm-up calls and 20 timed ones for every variant (a cold call is in "first ms")
-        out.append(Case(f"{kind} d{d} n{n}", {"kind": kind, "d": d, "n": n}, tuple(variants),
-                        warmup=0 if slow or quick else 2, repeats=1 if slow or quick else 20))
+        # Calls of under a millisecond: 5 warm-ups and 100 timed calls (fewer let one burst of this VM's noise
+        # move the median); up to tens of ms: 2 and 10; slower: one timed call. Every variant alike (but botorch);
+        # the cold first call is its own column.
+        fast = (d <= 3 and n <= 1000) or n <= 100
+        slow = n >= 100_000 or (kind == "contributions" and d >= 4) or (d == 6 and n >= 1000)
+        warmup, repeats = (0, 1) if quick or slow else (5, 100) if fast else (2, 10)
+        out.append(Case(f"{kind} d{d} n{n}", {"kind": kind, "d": d, "n": n}, tuple(variants), warmup=warmup,
+                        repeats=repeats))
     batch = {"sets": 100 if quick else 10_000, "n": 8, "d": 3}
     out.append(Case("batch value+contributions+grad", batch,
                     (Variant("moafast, 1 thread", _ours_batch, ours=True),

@@ -40,6 +40,7 @@ class Variant:
     requires: tuple[str, ...] = ()
     ours: bool = False
     floor: bool = False  # a physical-floor measurement (bare GEMMs, a copy), not a peer
+    max_calls: int | None = None  # a very slow peer: its warm-up and its timed calls, each at most this many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +123,12 @@ def run_variant(spec: Spec) -> dict[str, Any]:
     else:
         before = _reset_peak_rss()
     first = _time_calls(fn, sync, 1)[0]
-    _time_calls(fn, sync, case.warmup if case.warmup is not None else spec.warmup)
-    times = _time_calls(fn, sync, case.repeats if case.repeats is not None else spec.repeats)
+    warmup = case.warmup if case.warmup is not None else spec.warmup
+    repeats = case.repeats if case.repeats is not None else spec.repeats
+    if variant.max_calls is not None:
+        warmup, repeats = min(warmup, variant.max_calls), min(repeats, variant.max_calls)
+    _time_calls(fn, sync, warmup)
+    times = _time_calls(fn, sync, repeats)
     if spec.device == "cuda":
         peak_mib = (torch.cuda.max_memory_allocated() - before) / 2**20
     else:

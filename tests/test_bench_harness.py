@@ -49,12 +49,14 @@ def test_failing_variant_is_reported_not_fatal(tmp_path: Path) -> None:
         "def broken(params, device):\n    raise ValueError('deliberately broken variant')\n"
         "def cases(quick, device):\n"
         "    return [Case('toy', {'n': 1}, (Variant('fine', fine, ours=True), Variant('broken', broken),\n"
-        "                  Variant('absent', fine, requires=('no_such_module_xyz',))), bytes_moved=1e6)]\n"
+        "                  Variant('absent', fine, requires=('no_such_module_xyz',)),\n"
+        "                  Variant('slow peer', fine, max_calls=2)), bytes_moved=1e6, warmup=1, repeats=7)]\n"
     )
     done = run_runner("toy", "--quick", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 1, "a failed variant must make the run exit non-zero"
     results = {r["variant"]: r for r in json.loads((tmp_path / "out" / "toy.json").read_text())["cases"][0]["results"]}
-    assert results["fine"]["status"] == "ok"
+    assert results["fine"]["status"] == "ok" and results["fine"]["repeats"] == 7
+    assert results["slow peer"]["repeats"] == 2, "max_calls caps a slow peer's timed calls"
     assert results["broken"]["status"] == "failed" and "deliberately broken variant" in results["broken"]["error"]
     assert results["absent"] == {"variant": "absent", "ours": False, "floor": False, "status": "skipped",
                                  "error": "not installed: no_such_module_xyz"}
