@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "array_staircase.h"
 #include "block_arena.h"
 #include "hv_algorithms.h"
 #include "sort_by_key.h"
@@ -18,7 +19,7 @@ double box_volume(const double* point, const double* ref, int d) {
   return volume;
 }
 
-// The 2-D dominated region of a staircase (x ascending, y descending) and its area, with insertion that
+// The 2-D dominated region of a staircase (x ascending, y descending) in a balanced tree, with insertion that
 // returns the area a new point adds.
 class Staircase {
  public:
@@ -43,16 +44,13 @@ class Staircase {
     }
     added += ((next == steps_.end() ? ref_x_ : next->first) - left) * (top - y);
     steps_.emplace_hint(next, x, y);
-    area_ += added;
     return added;
   }
-
-  double area() const { return area_; }
 
  private:
   BlockArena arena_;  // before steps_: the map's nodes live in it
   std::map<double, double, std::less<double>, ArenaAllocator<std::pair<const double, double>>> steps_;
-  double ref_x_, ref_y_, area_ = 0.0;
+  double ref_x_, ref_y_;
 };
 
 std::vector<size_t> order_by(const PointSet& points, int key) {
@@ -91,20 +89,30 @@ double volume_2d(const PointSet& points, const double* ref) {
 }
 
 double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) {
-  Staircase staircase(ref[0], ref[1]);
-  double volume = 0.0, z = 0.0;
-  bool started = false;
-  std::vector<KeyedRow> by_z(points.size());  // ties in z add no volume between them
+  // Up to this many rows the staircase lives in arrays (no tree nodes): the 4-D sweep's limit sets are small.
+  constexpr size_t kArrayRows = 256;
+  thread_local std::vector<KeyedRow> by_z;
+  by_z.resize(points.size());  // ties in z add no volume between them
   for (size_t i = 0; i < by_z.size(); ++i) by_z[i] = {points.row(i)[2], i};
   sort_by_key(by_z);
-  for (const auto& [height, i] : by_z) {
-    const double* p = points.row(i);
-    if (started) volume += staircase.area() * (height - z);
-    if (staircase.insert(p[0], p[1]) > 0.0 && front != nullptr) front->push_back(i);
-    z = height;
-    started = true;
+  const auto sweep = [&](auto&& insert) {
+    double volume = 0.0, area = 0.0, z = by_z.empty() ? 0.0 : by_z[0].first;
+    for (const auto& [height, i] : by_z) {
+      volume += area * (height - z);
+      const double added = insert(points.row(i));
+      area += added;
+      if (added > 0.0 && front != nullptr) front->push_back(i);
+      z = height;
+    }
+    return volume + area * (ref[2] - z);
+  };
+  if (points.size() <= kArrayRows) {
+    thread_local ArrayStaircase steps;
+    steps.reserve(points.size() + 1);
+    return sweep([&](const double* p) { return steps.insert(p[0], p[1], ref[0], ref[1]); });
   }
-  return started ? volume + staircase.area() * (ref[2] - z) : 0.0;
+  Staircase staircase(ref[0], ref[1]);
+  return sweep([&](const double* p) { return staircase.insert(p[0], p[1]); });
 }
 
 // Nondominated rows of `candidates` (duplicates kept once), sorted by the first objective.

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "array_staircase.h"
 #include "hv_algorithms.h"
 #include "sort_by_key.h"
 
@@ -57,60 +58,11 @@ struct FrontColumns {
   }
 };
 
-// The 2-D staircase of the front rows clipped to a query's (x, y) box: xs ascending, ys descending, in arrays
-// with room for every front row.
-struct ClippedStaircase {
-  std::vector<double> xs, ys;
-  size_t size = 0;
-
-  // First step with xs >= x: a linear scan while the staircase is short (it usually is: clipping merges rows).
-  size_t first_at_or_after(double x) const {
-    if (size <= 32) {
-      size_t position = 0;
-      while (position < size && xs[position] < x) ++position;
-      return position;
-    }
-    return std::lower_bound(xs.begin(), xs.begin() + size, x) - xs.begin();
-  }
-
-  // Adds the step (x, y) (already clipped) and returns the area it adds under the reference (ref_x, ref_y).
-  double insert(double x, double y, double ref_x, double ref_y) {
-    const size_t position = first_at_or_after(x);
-    if (position < size && xs[position] == x && ys[position] <= y) return 0.0;
-    if (position > 0 && ys[position - 1] <= y) return 0.0;
-    double added = 0.0, top = position > 0 ? ys[position - 1] : ref_y, left = x;
-    size_t end = position;
-    for (; end < size && ys[end] >= y; ++end) {
-      added += (xs[end] - left) * (top - y);
-      left = xs[end];
-      top = ys[end];
-    }
-    added += ((end < size ? xs[end] : ref_x) - left) * (top - y);
-    if (end == position) {  // nothing covered: make room
-      for (size_t k = size; k > position; --k) {
-        xs[k] = xs[k - 1];
-        ys[k] = ys[k - 1];
-      }
-      ++size;
-    } else if (end > position + 1) {  // (x, y) replaces the steps it covers
-      const size_t gap = end - position - 1;
-      for (size_t k = end; k < size; ++k) {
-        xs[k - gap] = xs[k];
-        ys[k - gap] = ys[k];
-      }
-      size -= gap;
-    }
-    xs[position] = x;
-    ys[position] = y;
-    return added;
-  }
-};
-
 // The 3-D volume that q adds to the front: its box minus the union of {max(q, f)}. The front rows at or below
 // q's third objective form the staircase at q's level in one pass in x order; the rows above come in order of
 // their third objective, until q's (x, y) box is covered (from there up nothing is exclusive).
 double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumns& by_z, const double* ref,
-                    ClippedStaircase& staircase) {
+                    ArrayStaircase& staircase) {
   const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
   size_t size = 0;
   double level = ref[1], covered_area = 0.0;
@@ -145,16 +97,13 @@ double sweep_4d(const PointSet& points, const size_t* order, const double* ref, 
   const auto row = [&](size_t t) { return points.row(order != nullptr ? order[t] : t); };
   // Reused across calls: the d >= 5 recursion runs this sweep once per point on small limit sets.
   thread_local FrontColumns by_x, by_z;
-  thread_local ClippedStaircase staircase;
+  thread_local ArrayStaircase staircase;
   thread_local std::vector<size_t> front;
   thread_local std::vector<KeyedRow> front_by_x;
   thread_local PointSet copied;
   by_x.reset(n + 1);
   by_z.reset(n + 1);
-  if (staircase.xs.size() < n + 1) {
-    staircase.xs.resize(n + 1);
-    staircase.ys.resize(n + 1);
-  }
+  staircase.reserve(n + 1);
   double volume_3d_so_far = 0.0, total = 0.0, level = n > 0 ? row(0)[3] : 0.0;
   size_t first = 0;  // the rows at the lowest level (a limit set's rows below cover): one 3-D sweep
   while (first < n && row(first)[3] == level) ++first;
