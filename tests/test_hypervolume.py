@@ -3,6 +3,8 @@ one-sided finite differences; the policy for ties, duplicates, dominated and bou
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -212,6 +214,20 @@ def test_calls_without_autograd_skip_the_dispatcher_with_the_same_results(dtype:
     for got in (direct, traced):
         assert got[0].dtype == dtype and got[1].dtype == dtype
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_vmap_and_jit_trace_go_through_the_op() -> None:
+    """torch.func.vmap and torch.jit.trace must not take the dispatcher-free path: vmap needs the op's batching
+    fallback, and a trace would otherwise record an uninitialised output instead of the kernel."""
+    points = uniform_cloud(4 * 7, 3, seed=12).view(4, 7, 3)
+    ref = torch.ones(3, dtype=torch.float64)
+    assert_close(torch.func.vmap(lambda p: hypervolume(p, ref))(points), hypervolume(points, ref), atol=0, rtol=0,
+                 name="vmap")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on the op's Python-side checks
+        traced = torch.jit.trace(lambda p: hypervolume(p, ref), (points,), check_trace=False)
+    other = points * 0.5
+    assert_close(traced(other), hypervolume(other, ref), atol=0, rtol=0, name="jit.trace on new inputs")
 
 
 def test_opcheck_and_compile() -> None:

@@ -141,10 +141,12 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
 
 def _eager_call(points: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> bool:
     """Whether a call that autograd will not differentiate may skip the torch.library dispatcher (about 35 us of
-    a small set's call) and run the op's kernel directly: eager mode, no torch function or dispatch mode active,
-    plain tensors. Everything else (torch.compile, fake and meta tensors, tracing modes) goes through the op."""
+    a small set's call) and run the op's kernel directly: eager mode, no torch function or dispatch mode, no
+    torch.func transform and no torch.jit trace active, plain tensors. Everything else (torch.compile, fake and
+    meta tensors, tracing, vmap) goes through the op."""
     return (not torch.compiler.is_compiling() and not torch._C._is_torch_function_mode_enabled()
-            and torch._C._len_torch_dispatch_stack() == 0 and type(points) is torch.Tensor
+            and torch._C._len_torch_dispatch_stack() == 0 and torch._C._functorch.peek_interpreter_stack() is None
+            and torch._C._get_tracing_state() is None and type(points) is torch.Tensor
             and type(ref) is torch.Tensor and (mask is None or type(mask) is torch.Tensor))
 
 
