@@ -47,6 +47,17 @@ def test_batched_sets_match_inclusion_exclusion(d: int, maximize: bool, cpu_isa:
     assert hypervolume(points, ref, maximize=maximize, mask=mask)[2, 3] == 0
 
 
+@pytest.mark.parametrize("d", [4, 5, 6])
+def test_sweeps_on_grid_sets_match_inclusion_exclusion(d: int) -> None:
+    """300 sets of 10 points on a 10-level grid: ties in every objective, duplicates, dominated points and rows
+    tied at the lowest level of the 4-D sweep (its bulk 3-D base, its stop where a row covers the point)."""
+    points = torch.randint(0, 10, (300, 10, d), generator=torch.Generator().manual_seed(d)).double() / 10
+    ref = torch.ones(d, dtype=torch.float64)
+    assert_close(hypervolume(points, ref), reference.hypervolume(points, ref), atol=1e-12, rtol=0, name=f"hv d={d}")
+    assert_close(hypervolume_contributions(points, ref), reference.hypervolume_contributions(points, ref),
+                 atol=1e-12, rtol=0, name=f"contributions d={d}")
+
+
 SMALL_AND_LARGE = [7, 12]  # inclusion-exclusion inside the kernel up to 8 points, the sweeps and WFG above
 
 
