@@ -34,10 +34,10 @@ double volume_2d(const PointSet& points, const double* ref);
 double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front = nullptr);
 // d = 4: sweep in the fourth objective over exclusive 3-D volumes against the 3-D front, O(n^2).
 double volume_4d(const PointSet& points, const double* ref);
-// The 4-D volume of a limit set of `cover` (every row at least cover) whose rows come in ascending fourth
-// objective: no sort, the rows at cover's level in one 3-D sweep, and a stop at the first row equal to cover in
-// the first three objectives (from its level up the 3-D volume is cover's whole box).
-double limit_volume_4d(const PointSet& limit_in_order, const double* ref, const double* cover);
+// The 4-D sweep over rows that come in ascending fourth objective (no sort): the rows at the lowest level in one
+// 3-D sweep. With `cover`, the rows form a limit set of that point (every row at least cover) and the sweep stops
+// at the first row equal to cover in the first three objectives (from its level up the 3-D volume is cover's box).
+double volume_4d_in_order(const PointSet& rows, const double* ref, const double* cover);
 // Any d >= 1: the 2-D and 3-D sweeps, else WFG (exclusive volumes against limit sets, slicing the last
 // objective so the recursion drops one dimension per level).
 double volume(const PointSet& points, const double* ref);

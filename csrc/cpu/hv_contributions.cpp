@@ -36,11 +36,7 @@ void contributions_2d(const PointSet& points, const double* ref, double* out) {
   const size_t n = points.size();
   // Ties in x may come in any order: of two rows with one x, the higher is either no front row or a front row
   // whose rectangle has width zero, and inside the lower one's rectangle it is a shadow either way.
-  std::vector<KeyedRow> by_x(n);
-  for (size_t i = 0; i < n; ++i) by_x[i] = {points.row(i)[0], i};
-  sort_by_key(by_x);
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = by_x[i].second;
+  const std::vector<size_t> order = ascending_rows(points, 0);
   std::vector<size_t> front;  // positions in `order`
   double lowest = ref[1];
   for (size_t s = 0; s < n; ++s) {
@@ -193,12 +189,7 @@ void contributions(const PointSet& points, const double* ref, double* out) {
   // their order): the 4-D sweep then needs no sort and stops where the rows cover p.
   std::vector<size_t> order(n);
   for (size_t j = 0; j < n; ++j) order[j] = j;
-  if (d == 4) {
-    std::vector<KeyedRow> by_w(n);
-    for (size_t j = 0; j < n; ++j) by_w[j] = {points.row(j)[3], j};
-    sort_by_key(by_w);
-    for (size_t j = 0; j < n; ++j) order[j] = by_w[j].second;
-  }
+  if (d == 4) order = ascending_rows(points, 3);
   PointSet limit{{}, d};
   for (size_t i = 0; i < n; ++i) {
     const double* p = points.row(i);
@@ -220,7 +211,7 @@ void contributions(const PointSet& points, const double* ref, double* out) {
       continue;
     }
     out[i] = box_volume_skipping(p, ref, d, -1) -
-             (d == 4 ? limit_volume_4d(limit, ref, p) : volume(nondominated(limit), ref));
+             (d == 4 ? volume_4d_in_order(limit, ref, p) : volume(nondominated(limit), ref));
   }
 }
 

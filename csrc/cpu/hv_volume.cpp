@@ -2,7 +2,6 @@
 #include <cstddef>
 #include <limits>
 #include <map>
-#include <numeric>
 #include <vector>
 
 #include "array_staircase.h"
@@ -52,18 +51,6 @@ class Staircase {
   std::map<double, double, std::less<double>, ArenaAllocator<std::pair<const double, double>>> steps_;
   double ref_x_, ref_y_;
 };
-
-std::vector<size_t> order_by(const PointSet& points, int key) {
-  std::vector<size_t> order(points.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const double* pa = points.row(a);
-    const double* pb = points.row(b);
-    if (pa[key] != pb[key]) return pa[key] < pb[key];
-    return std::lexicographical_compare(pa, pa + points.d, pb, pb + points.d);
-  });
-  return order;
-}
 
 bool weakly_dominates(const double* a, const double* b, int d) {
   bool all = true;
@@ -175,11 +162,11 @@ double volume(const PointSet& points, const double* ref) {
   if (d == 4) return volume_4d(points, ref);
   // WFG: worst last objective first; every later point q has q_d <= p_d, so the limit set
   // {max(p, q)} lies in the slab at p_d and its volume is (r_d - p_d) times a (d-1)-volume.
-  std::vector<size_t> order = order_by(points, d - 1);
+  std::vector<size_t> order = ascending_rows(points, d - 1);  // ties in the last objective: any order
   std::reverse(order.begin(), order.end());
   // The later points, for d = 5 in ascending fourth objective: then a limit set comes in that order too (rows
   // below p clip to p's level, the others keep their order) and its 4-D sweep needs no sort.
-  std::vector<size_t> later = d == 5 ? order_by(points, 3) : order;
+  std::vector<size_t> later = d == 5 ? ascending_rows(points, 3) : order;
   double total = 0.0;
   PointSet limit{{}, d - 1};
   for (size_t a = 0; a < n; ++a) {
@@ -196,7 +183,7 @@ double volume(const PointSet& points, const double* ref) {
     limit.values.resize(rows * (d - 1));
     if (covered) continue;  // a later point covers p's whole slab
     // The 4-D sweep ignores dominated rows by itself; WFG levels shrink the set first.
-    const double limit_volume = d == 5 ? limit_volume_4d(limit, ref, p) : volume(nondominated(limit), ref);
+    const double limit_volume = d == 5 ? volume_4d_in_order(limit, ref, p) : volume(nondominated(limit), ref);
     const double exclusive = box_volume(p, ref, d - 1) - limit_volume;
     total += (ref[d - 1] - p[d - 1]) * exclusive;
   }

@@ -90,29 +90,23 @@ double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumn
   return box_area * (ref[2] - q[2]) - covered_volume;
 }
 
-// The sweep over rows in ascending fourth objective: rows[t] = points.row(order[t]), or points.row(t) without an
-// order. `cover`: see limit_volume_4d.
-double sweep_4d(const PointSet& points, const size_t* order, const double* ref, const double* cover) {
-  const size_t n = points.size();
-  const auto row = [&](size_t t) { return points.row(order != nullptr ? order[t] : t); };
+}  // namespace
+
+double volume_4d_in_order(const PointSet& rows, const double* ref, const double* cover) {
+  const size_t n = rows.size();
   // Reused across calls: the d >= 5 recursion runs this sweep once per point on small limit sets.
   thread_local FrontColumns by_x, by_z;
   thread_local ArrayStaircase staircase;
   thread_local std::vector<size_t> front;
   thread_local std::vector<KeyedRow> front_by_x;
-  thread_local PointSet copied;
   by_x.reset(n + 1);
   by_z.reset(n + 1);
   staircase.reserve(n + 1);
-  double volume_3d_so_far = 0.0, total = 0.0, level = n > 0 ? row(0)[3] : 0.0;
+  double volume_3d_so_far = 0.0, total = 0.0, level = n > 0 ? rows.row(0)[3] : 0.0;
   size_t first = 0;  // the rows at the lowest level (a limit set's rows below cover): one 3-D sweep
-  while (first < n && row(first)[3] == level) ++first;
+  while (first < n && rows.row(first)[3] == level) ++first;
   if (first > 1) {
-    copied.d = points.d;
-    copied.values.clear();
-    if (order != nullptr)
-      for (size_t t = 0; t < first; ++t) copied.values.insert(copied.values.end(), row(t), row(t) + points.d);
-    const RowSpan base = order != nullptr ? RowSpan(copied) : RowSpan(points.values.data(), first, points.d);
+    const RowSpan base(rows.values.data(), first, rows.d);
     for (size_t t = 0; t < first; ++t) {
       const double* q = base.row(t);
       if (cover != nullptr && q[0] == cover[0] && q[1] == cover[1] && q[2] == cover[2])
@@ -140,7 +134,7 @@ double sweep_4d(const PointSet& points, const size_t* order, const double* ref, 
     first = 0;
   }
   for (size_t t = first; t < n; ++t) {
-    const double* q = row(t);
+    const double* q = rows.row(t);
     total += volume_3d_so_far * (q[3] - level);
     level = q[3];
     if (cover != nullptr && q[0] == cover[0] && q[1] == cover[1] && q[2] == cover[2]) {
@@ -156,19 +150,11 @@ double sweep_4d(const PointSet& points, const size_t* order, const double* ref, 
   return total + volume_3d_so_far * (ref[3] - level);
 }
 
-}  // namespace
-
 double volume_4d(const PointSet& points, const double* ref) {
-  std::vector<KeyedRow> by_w(points.size());  // ties in the fourth objective: any order (no volume between them)
-  for (size_t i = 0; i < by_w.size(); ++i) by_w[i] = {points.row(i)[3], i};
-  sort_by_key(by_w);
-  std::vector<size_t> order(by_w.size());
-  for (size_t t = 0; t < order.size(); ++t) order[t] = by_w[t].second;
-  return sweep_4d(points, order.data(), ref, nullptr);
-}
-
-double limit_volume_4d(const PointSet& limit_in_order, const double* ref, const double* cover) {
-  return sweep_4d(limit_in_order, nullptr, ref, cover);
+  PointSet sorted{{}, points.d};  // ties in the fourth objective: any order (no volume between them)
+  sorted.values.reserve(points.values.size());
+  for (size_t i : ascending_rows(points, 3)) sorted.values.insert(sorted.values.end(), points.row(i), points.row(i) + 4);
+  return volume_4d_in_order(sorted, ref, nullptr);
 }
 
 }  // namespace moafast::cpu::hv

@@ -49,4 +49,15 @@ inline void sort_by_key(std::vector<KeyedRow>& items) {
   }
 }
 
+// Row indices of `rows` (anything with size() and row(i)) in ascending `key` column; ties in no particular order.
+template <class Rows>
+std::vector<size_t> ascending_rows(const Rows& rows, int key) {
+  std::vector<KeyedRow> keyed(rows.size());
+  for (size_t i = 0; i < keyed.size(); ++i) keyed[i] = {rows.row(i)[key], i};
+  sort_by_key(keyed);
+  std::vector<size_t> order(keyed.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = keyed[i].second;
+  return order;
+}
+
 }  // namespace moafast::cpu
