@@ -153,7 +153,8 @@ double volume_4d_in_order(const PointSet& rows, const double* ref, const double*
 double volume_4d(const PointSet& points, const double* ref) {
   PointSet sorted{{}, points.d};  // ties in the fourth objective: any order (no volume between them)
   sorted.values.reserve(points.values.size());
-  for (size_t i : ascending_rows(points, 3)) sorted.values.insert(sorted.values.end(), points.row(i), points.row(i) + 4);
+  for (size_t i : ascending_rows(points, 3))
+    sorted.values.insert(sorted.values.end(), points.row(i), points.row(i) + 4);
   return volume_4d_in_order(sorted, ref, nullptr);
 }
 
