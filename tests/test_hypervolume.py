@@ -319,9 +319,10 @@ def _fronts(d: int, n: int):
 
 
 # d = 2, 3 at n = 1000 and 3000: both sides of the sweeps' switch from std::sort to the radix sort (2048 rows);
-# d = 3 at n = 200: the 3-D sweep's array staircase (up to 256 rows; a tree above)
+# d = 3 at n = 200: the 3-D sweep's array staircase (up to 256 rows; a tree above); d = 5 at n = 600: a 4-D front
+# that loses rows to later ones
 @pytest.mark.parametrize("d,n", [(2, 1000), (2, 3000), (3, 200), (3, 1000), (3, 3000), (4, 300), (5, 120),
-                                 (6, 60)])
+                                 (5, 600), (6, 60)])
 def test_against_moocore(d: int, n: int) -> None:
     moocore = pytest.importorskip("moocore", reason="moocore is the reference oracle (pip install moocore)")
     ref = torch.full((d,), 1.1, dtype=torch.float64)

@@ -38,7 +38,10 @@ double volume_4d(const PointSet& points, const double* ref);
 // 3-D sweep. With `cover`, the rows form a limit set of that point (every row at least cover) and the sweep stops
 // at the first row equal to cover in the first three objectives (from its level up the 3-D volume is cover's box).
 double volume_4d_in_order(const PointSet& rows, const double* ref, const double* cover);
-// Any d >= 1: the 2-D and 3-D sweeps, else WFG (exclusive volumes against limit sets, slicing the last
+// d = 5: sweep in the fifth objective over exclusive 4-D volumes against the 4-D front, each a 4-D sweep of
+// the front clipped to the row.
+double volume_5d(const PointSet& points, const double* ref);
+// Any d >= 1: the 2-D to 5-D sweeps, else WFG (exclusive volumes against limit sets, slicing the last
 // objective so the recursion drops one dimension per level).
 double volume(const PointSet& points, const double* ref);
 

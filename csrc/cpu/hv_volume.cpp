@@ -160,31 +160,24 @@ double volume(const PointSet& points, const double* ref) {
   if (d == 2) return volume_2d(points, ref);
   if (d == 3) return volume_3d(points, ref);
   if (d == 4) return volume_4d(points, ref);
+  if (d == 5) return volume_5d(points, ref);
   // WFG: worst last objective first; every later point q has q_d <= p_d, so the limit set
   // {max(p, q)} lies in the slab at p_d and its volume is (r_d - p_d) times a (d-1)-volume.
   std::vector<size_t> order = ascending_rows(points, d - 1);  // ties in the last objective: any order
   std::reverse(order.begin(), order.end());
-  // The later points, for d = 5 in ascending fourth objective: then a limit set comes in that order too (rows
-  // below p clip to p's level, the others keep their order) and its 4-D sweep needs no sort.
-  std::vector<size_t> later = d == 5 ? ascending_rows(points, 3) : order;
   double total = 0.0;
   PointSet limit{{}, d - 1};
   for (size_t a = 0; a < n; ++a) {
     const double* p = points.row(order[a]);
-    later.erase(std::find(later.begin(), later.end(), order[a]));
-    limit.values.resize(later.size() * (d - 1));
+    limit.values.clear();
     bool covered = false;
-    size_t rows = 0;
-    for (; rows < later.size() && !covered; ++rows) {
-      const double* q = points.row(later[rows]);
+    for (size_t later = a + 1; later < n && !covered; ++later) {
+      const double* q = points.row(order[later]);
       covered = weakly_dominates(q, p, d - 1);
-      for (int k = 0; k < d - 1; ++k) limit.values[rows * (d - 1) + k] = std::max(p[k], q[k]);
+      for (int k = 0; k < d - 1; ++k) limit.values.push_back(std::max(p[k], q[k]));
     }
-    limit.values.resize(rows * (d - 1));
     if (covered) continue;  // a later point covers p's whole slab
-    // The 4-D sweep ignores dominated rows by itself; WFG levels shrink the set first.
-    const double limit_volume = d == 5 ? volume_4d_in_order(limit, ref, p) : volume(nondominated(limit), ref);
-    const double exclusive = box_volume(p, ref, d - 1) - limit_volume;
+    const double exclusive = box_volume(p, ref, d - 1) - volume(nondominated(limit), ref);
     total += (ref[d - 1] - p[d - 1]) * exclusive;
   }
   return total;
