@@ -17,8 +17,9 @@ the others contribute nothing and get zero gradient. With S the points that take
 
 Computed in float64 whatever the input dtype (float32 outputs are rounded once at the end). Algorithms
 (CPU, one set per OpenMP task): d=2 sort and sweep, d=3 sweep over a balanced-tree staircase (both
-O(n log n)), d=4 a sweep of the fourth objective over incremental 3-D exclusive volumes (O(n^2)), d>=5
-WFG-style exclusive volumes against limit sets, slicing the last objective down to the 4-D sweep;
+O(n log n)), d=4 a sweep of the fourth objective over incremental 3-D exclusive volumes (O(n^2)), d=5 a sweep
+of the fifth objective over exclusive 4-D volumes against the 4-D front (each a 4-D sweep of the front clipped
+to the point), d>=6 WFG-style exclusive volumes against limit sets, slicing the last objective down to d=5;
 contributions by sweeps for d=2 and 3 (O(n log n) and near it), by limit sets above; faces by limit sets
 over the lower-dimensional algorithms; sets of at most 16 points in 2 or 3 objectives take a stack-only path
 (in 3 objectives one O(n^2) sweep gives the value, every contribution and every face at once). The gradient is
@@ -52,21 +53,24 @@ def _check(points, ref, mask) -> tuple[int, int, tuple[int, ...]]:
     """Returns (n, d, batch shape)."""
     plumbing.check_tensor("points", points)
     plumbing.check_tensor("ref", ref)
-    plumbing.check_dtype("points", points, HV_DTYPES)
-    if points.dim() < 2:
-        raise ValueError(f"points: expected [..., n, d], got shape {list(points.shape)}")
-    n, d = points.shape[-2:]
-    batch = tuple(points.shape[:-2])
+    if points.dtype not in HV_DTYPES:
+        plumbing.check_dtype("points", points, HV_DTYPES)
+    shape = points.shape
+    if len(shape) < 2:
+        raise ValueError(f"points: expected [..., n, d], got shape {list(shape)}")
+    *batch, n, d = shape
+    batch = tuple(batch)
     if d < 1:
         raise ValueError("points: expected at least one objective (d >= 1), got d = 0")
     if ref.dtype != points.dtype:
         raise TypeError(f"ref: expected the dtype of points ({points.dtype}), got {ref.dtype}")
-    if tuple(ref.shape) not in ((d,), batch + (d,)):
+    if ref.shape != (d,) and ref.shape != batch + (d,):
         raise ValueError(f"ref: expected shape [d] = [{d}] or [..., d] = {list(batch + (d,))}, got {list(ref.shape)}")
     if mask is not None:
         plumbing.check_dtype("mask", mask, (torch.bool,))
         plumbing.check_shape("mask", mask, batch + (n,), "[..., n] like points.shape[:-1]")
-    plumbing.check_same_device(points=points, ref=ref, mask=mask)
+    if not (points.is_cpu and ref.is_cpu and (mask is None or mask.is_cpu)):  # the common case needs no more
+        plumbing.check_same_device(points=points, ref=ref, mask=mask)
     return n, d, batch
 
 
@@ -120,7 +124,7 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
     outputs = tuple(torch.empty(shape, dtype=torch.float64, device=where) if wanted else None
                     for wanted, shape in zip((hv, contributions, grad_points, grad_ref), shapes))
     if sets and n:
-        device_index, stream = plumbing.launch_target(where)
+        device_index, stream = (-1, 0) if where is _HOST else plumbing.launch_target(where)
         bad = plumbing.extension().hypervolume(
             flat_points.data_ptr(), flat_ref.data_ptr(), d if ref.dim() > 1 else 0,
             0 if mask is None else mask.data_ptr(), sets, n, d, maximize,
