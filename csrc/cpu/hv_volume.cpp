@@ -8,6 +8,7 @@
 #include "block_arena.h"
 #include "hv_algorithms.h"
 #include "sort_by_key.h"
+#include "thread_scratch.h"
 
 namespace moafast::cpu::hv {
 namespace {
@@ -78,7 +79,7 @@ double volume_2d(const PointSet& points, const double* ref) {
 double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) {
   // Up to this many rows the staircase lives in arrays (no tree nodes): the 4-D sweep's limit sets are small.
   constexpr size_t kArrayRows = 256;
-  thread_local std::vector<KeyedRow> by_z;
+  std::vector<KeyedRow>& by_z = thread_scratch<std::vector<KeyedRow>>();
   by_z.resize(points.size());  // ties in z add no volume between them
   for (size_t i = 0; i < by_z.size(); ++i) by_z[i] = {points.row(i)[2], i};
   sort_by_key(by_z);
@@ -94,7 +95,7 @@ double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) 
     return volume + area * (ref[2] - z);
   };
   if (points.size() <= kArrayRows) {
-    thread_local ArrayStaircase steps;
+    ArrayStaircase& steps = thread_scratch<ArrayStaircase>();
     steps.reserve(points.size() + 1);
     return sweep([&](const double* p) { return steps.insert(p[0], p[1], ref[0], ref[1]); });
   }

@@ -9,16 +9,24 @@
 #include "front_3d.h"
 #include "hv_algorithms.h"
 #include "sort_by_key.h"
+#include "thread_scratch.h"
 
 namespace moafast::cpu::hv {
+namespace {
+
+struct Sweep4dScratch {
+  FrontColumns by_x, by_z;
+  ArrayStaircase staircase;
+  std::vector<size_t> front;
+  std::vector<KeyedRow> front_by_x;
+};
+
+}  // namespace
 
 double volume_4d_in_order(const PointSet& rows, const double* ref, const double* cover) {
   const size_t n = rows.size();
   // Reused across calls: 4-D contributions run this sweep once per point on its limit set.
-  thread_local FrontColumns by_x, by_z;
-  thread_local ArrayStaircase staircase;
-  thread_local std::vector<size_t> front;
-  thread_local std::vector<KeyedRow> front_by_x;
+  auto& [by_x, by_z, staircase, front, front_by_x] = thread_scratch<Sweep4dScratch>();
   by_x.reset(n + 1);
   by_z.reset(n + 1);
   staircase.reserve(n + 1);

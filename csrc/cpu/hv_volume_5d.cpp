@@ -15,6 +15,7 @@
 #include "front_3d.h"
 #include "hv_algorithms.h"
 #include "sort_by_key.h"
+#include "thread_scratch.h"
 
 namespace moafast::cpu::hv {
 namespace {
@@ -167,7 +168,7 @@ double volume_5d(const PointSet& points, const double* ref) {
   const size_t n = points.size();
   const std::vector<size_t> order = ascending_rows(points, 4);  // ties in the fifth objective: any order
   Front4d front(n);
-  thread_local Scratch scratch;
+  Scratch& scratch = thread_scratch<Scratch>();
   double volume_4d = 0.0, total = 0.0;
   for (size_t a = 0; a < n; ++a) {
     const double* p = points.row(order[a]);

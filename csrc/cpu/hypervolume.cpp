@@ -21,7 +21,9 @@ void one_set(const HypervolumeArgs& args, int64_t b) {
   const double* points = args.points + b * n * d;
   std::vector<double> ref(d);
   hv::PointSet set{{}, static_cast<int>(d)};
+  set.values.reserve(n * d);
   std::vector<int64_t> members;
+  members.reserve(n);
   // On the boundary: y <= r with exactly one equality. Such a point adds no volume, but moving it inwards
   // along that objective does: its gradient there is its face.
   std::vector<std::pair<int64_t, int>> boundary;
