@@ -26,34 +26,39 @@ struct FrontColumns {
     size = 0;
   }
 
-  // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's.
+  // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's. Rows with a
+  // lower key cannot be dominated by q; the rows after q's place shift by one in a single pass that also drops
+  // the dominated ones (each row moves into the slot before it, the last into a new one).
   void update(const double* q, int key) {
     const std::vector<double>& keys = key == 0 ? x : z;
-    // Rows with a lower key are not dominated by q; the others seldom are, so rows move only after a removal.
-    size_t kept = std::lower_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
-    for (; kept + 8 <= size; kept += 8) {  // blocks of rows none of which q dominates stay where they are
-      bool any = false;
-      for (size_t t = kept; t < kept + 8; ++t) any |= (q[0] <= x[t]) & (q[1] <= y[t]) & (q[2] <= z[t]);
-      if (any) break;
+    const size_t first = std::lower_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
+    const size_t at = std::upper_bound(keys.begin() + first, keys.begin() + size, q[key]) - keys.begin();
+    size_t write = first;
+    for (size_t j = first; j < at; ++j) {  // rows with q's key (ties): kept unless dominated
+      if (dominated_by(q, j)) continue;
+      x[write] = x[j];
+      y[write] = y[j];
+      z[write] = z[j];
+      ++write;
     }
-    for (size_t j = kept; j < size; ++j) {
-      if ((q[0] <= x[j]) & (q[1] <= y[j]) & (q[2] <= z[j])) continue;  // one branch, rarely taken
-      if (kept != j) {
-        x[kept] = x[j];
-        y[kept] = y[j];
-        z[kept] = z[j];
-      }
-      ++kept;
+    double carry_x = q[0], carry_y = q[1], carry_z = q[2];
+    for (size_t j = at; j < size; ++j) {
+      if (dominated_by(q, j)) continue;  // one branch, rarely taken
+      const double next_x = x[j], next_y = y[j], next_z = z[j];
+      x[write] = carry_x;
+      y[write] = carry_y;
+      z[write] = carry_z;
+      carry_x = next_x, carry_y = next_y, carry_z = next_z;
+      ++write;
     }
-    const size_t at = std::upper_bound(keys.begin(), keys.begin() + kept, q[key]) - keys.begin();
-    std::copy_backward(x.begin() + at, x.begin() + kept, x.begin() + kept + 1);
-    std::copy_backward(y.begin() + at, y.begin() + kept, y.begin() + kept + 1);
-    std::copy_backward(z.begin() + at, z.begin() + kept, z.begin() + kept + 1);
-    x[at] = q[0];
-    y[at] = q[1];
-    z[at] = q[2];
-    size = kept + 1;
+    x[write] = carry_x;
+    y[write] = carry_y;
+    z[write] = carry_z;
+    size = write + 1;
   }
+
+ private:
+  bool dominated_by(const double* q, size_t j) const { return (q[0] <= x[j]) & (q[1] <= y[j]) & (q[2] <= z[j]); }
 };
 
 // The 3-D volume that q adds to the front: its box minus the union of {max(q, f)}. The front rows at or below

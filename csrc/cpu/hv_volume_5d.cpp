@@ -37,11 +37,8 @@ class Front4d {
 
   // Drops the rows p weakly dominates and inserts p.
   void add(const double* p) {
-    const size_t kept = drop_dominated(by_z_, p, 2);
-    drop_dominated(by_w_, p, 3);
-    insert(by_z_, kept, p, 2);
-    insert(by_w_, kept, p, 3);
-    size_ = kept + 1;
+    add_in_order(by_z_, p, 2);
+    size_ = add_in_order(by_w_, p, 3);
   }
 
   // The first row in fourth-objective order above `level`.
@@ -58,24 +55,31 @@ class Front4d {
   }
 
  private:
-  // Rows below p in the `key` objective stay: p cannot dominate them.
-  size_t drop_dominated(std::vector<double>& rows, const double* p, int key) const {
-    size_t kept = 0;
-    while (kept < size_ && rows[kept * kWidth + key] < p[key]) ++kept;
-    for (size_t j = kept; j < size_; ++j) {
+  // Puts p after the rows whose `key` objective is at most p's, dropping the rows p dominates (only rows from
+  // p's key up can be): the rows after p's place each move into the slot after them in one pass (p carried into
+  // the first). Returns the new size.
+  size_t add_in_order(std::vector<double>& rows, const double* p, int key) const {
+    size_t first = 0;
+    while (first < size_ && rows[first * kWidth + key] < p[key]) ++first;
+    size_t write = first, j = first;
+    for (; j < size_ && rows[j * kWidth + key] == p[key]; ++j) {  // ties in the key stay before p
       const double* q = rows.data() + j * kWidth;
       if (weakly_dominates_4d(p, q)) continue;
-      if (kept != j) std::copy(q, q + kWidth, rows.data() + kept * kWidth);
-      ++kept;
+      if (write != j) std::copy(q, q + kWidth, rows.data() + write * kWidth);
+      ++write;
     }
-    return kept;
-  }
-
-  static void insert(std::vector<double>& rows, size_t size, const double* p, int key) {
-    size_t at = size;
-    while (at > 0 && rows[(at - 1) * kWidth + key] > p[key]) --at;
-    std::copy_backward(rows.data() + at * kWidth, rows.data() + size * kWidth, rows.data() + (size + 1) * kWidth);
-    std::copy(p, p + kWidth, rows.data() + at * kWidth);
+    double carry[kWidth] = {p[0], p[1], p[2], p[3]};
+    for (; j < size_; ++j) {
+      double* q = rows.data() + j * kWidth;
+      if (weakly_dominates_4d(p, q)) continue;  // one branch, rarely taken
+      double next[kWidth];
+      std::copy(q, q + kWidth, next);
+      std::copy(carry, carry + kWidth, rows.data() + write * kWidth);
+      std::copy(next, next + kWidth, carry);
+      ++write;
+    }
+    std::copy(carry, carry + kWidth, rows.data() + write * kWidth);
+    return write + 1;
   }
 
   std::vector<double> by_z_, by_w_;
