@@ -61,15 +61,48 @@ struct FrontColumns {
   bool dominated_by(const double* q, size_t j) const { return (q[0] <= x[j]) & (q[1] <= y[j]) & (q[2] <= z[j]); }
 };
 
+// The lowest y among the first `count` rows with z <= level (`none` if there is none): a masked minimum with four
+// independent lanes, which vectorise (a running minimum would chain every row to the one before).
+inline double lowest_y_at_or_below(const FrontColumns& rows, size_t count, double level, double none) {
+  double lowest[4] = {none, none, none, none};
+  size_t j = 0;
+  for (; j + 4 <= count; j += 4)
+    for (size_t l = 0; l < 4; ++l) {
+      const double y = rows.z[j + l] <= level ? rows.y[j + l] : none;
+      lowest[l] = y < lowest[l] ? y : lowest[l];
+    }
+  for (; j < count; ++j) {
+    const double y = rows.z[j] <= level ? rows.y[j] : none;
+    lowest[0] = y < lowest[0] ? y : lowest[0];
+  }
+  return std::min(std::min(lowest[0], lowest[1]), std::min(lowest[2], lowest[3]));
+}
+
 // The 3-D volume that q adds to the front: its box minus the union of {max(q, f)}. The front rows at or below
 // q's third objective form the staircase at q's level in one pass in x order; the rows above come in order of
 // their third objective, until q's (x, y) box is covered (from there up nothing is exclusive).
 inline double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumns& by_z, const double* ref,
                            ArrayStaircase& staircase) {
   const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
-  size_t size = 0;
+  size_t size = 0, start = 0;
   double level = ref[1], covered_area = 0.0;
-  for (size_t j = 0; j < by_x.size; ++j) {
+  // On a long front, the rows left of q (x <= q_x) first: they all clip to q_x, so only the lowest y among
+  // those at or below q's level counts. On a short front the pass below alone is cheaper: it often meets a row
+  // covering q within a few rows.
+  constexpr size_t kLeftMinimumFrom = 64;
+  if (by_x.size >= kLeftMinimumFrom) {
+    start = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
+    const double left_y = std::max(q[1], lowest_y_at_or_below(by_x, start, q[2], ref[1]));
+    if (left_y == q[1]) return 0.0;  // a row left of q and below it in y and z covers q
+    if (left_y < ref[1]) {
+      covered_area = (ref[0] - q[0]) * (ref[1] - left_y);
+      staircase.xs[0] = q[0];
+      staircase.ys[0] = left_y;
+      size = 1;
+      level = left_y;
+    }
+  }
+  for (size_t j = start; j < by_x.size; ++j) {
     const double x = std::max(q[0], by_x.x[j]), y = std::max(q[1], by_x.y[j]);
     if ((by_x.z[j] > q[2]) | (y >= level)) continue;
     if (x == q[0] && y == q[1]) return 0.0;
