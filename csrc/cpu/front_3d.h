@@ -64,16 +64,20 @@ struct FrontColumns {
 // The lowest y among the first `count` rows with z <= level (`none` if there is none): a masked minimum with four
 // independent lanes, which vectorise (a running minimum would chain every row to the one before).
 inline double lowest_y_at_or_below(const FrontColumns& rows, size_t count, double level, double none) {
+  const double* ys = rows.y.data();
+  const double* zs = rows.z.data();
   double lowest[4] = {none, none, none, none};
   size_t j = 0;
   for (; j + 4 <= count; j += 4)
     for (size_t l = 0; l < 4; ++l) {
-      const double y = rows.z[j + l] <= level ? rows.y[j + l] : none;
-      lowest[l] = y < lowest[l] ? y : lowest[l];
+      const double y = ys[j + l];  // read whatever z says: a conditional read would keep the loop's branches
+      const double kept = zs[j + l] <= level ? y : none;
+      lowest[l] = kept < lowest[l] ? kept : lowest[l];
     }
   for (; j < count; ++j) {
-    const double y = rows.z[j] <= level ? rows.y[j] : none;
-    lowest[0] = y < lowest[0] ? y : lowest[0];
+    const double y = ys[j];
+    const double kept = zs[j] <= level ? y : none;
+    lowest[0] = kept < lowest[0] ? kept : lowest[0];
   }
   return std::min(std::min(lowest[0], lowest[1]), std::min(lowest[2], lowest[3]));
 }
