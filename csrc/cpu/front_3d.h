@@ -124,7 +124,12 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
        j < by_z.size && covered_area < box_area; ++j) {
     covered_volume += covered_area * (by_z.z[j] - height);
     height = by_z.z[j];
-    covered_area += staircase.insert(std::max(q[0], by_z.x[j]), std::max(q[1], by_z.y[j]), ref[0], ref[1]);
+    const double x = std::max(q[0], by_z.x[j]), y = std::max(q[1], by_z.y[j]);
+    if (x == q[0] && y == q[1]) {  // the row covers q's (x, y) box from here up (the summed area may fall short
+      covered_area = box_area;     // of it by rounding, which would keep the loop going)
+      break;
+    }
+    covered_area += staircase.insert(x, y, ref[0], ref[1]);
   }
   covered_volume += covered_area * (ref[2] - height);
   return box_area * (ref[2] - q[2]) - covered_volume;
