@@ -10,6 +10,12 @@
 
 namespace moafast::cpu::hv {
 
+// Where a row goes in a front order: after the rows whose key is at most its own (the upper bound).
+constexpr size_t kPlaceUnknown = ~size_t{0};
+struct FrontPlaces {
+  size_t by_x = kPlaceUnknown, by_z = kPlaceUnknown;
+};
+
 // The 3-D front as columns in one order (ascending third objective, or ascending first), so that a row's pass
 // reads it sequentially. Capacity for every row: updates never allocate.
 struct FrontColumns {
@@ -26,13 +32,16 @@ struct FrontColumns {
     size = 0;
   }
 
-  // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's. Rows with a
-  // lower key cannot be dominated by q; the rows after q's place shift by one in a single pass that also drops
-  // the dominated ones (each row moves into the slot before it, the last into a new one).
-  void update(const double* q, int key) {
+  // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's (`place`, if
+  // known: exclusive_3d finds it). Rows with a lower key cannot be dominated by q; the rows after q's place shift
+  // by one in a single pass that also drops the dominated ones (each row moves into the slot after it).
+  void update(const double* q, int key, size_t place) {
     const std::vector<double>& keys = key == 0 ? x : z;
-    const size_t first = std::lower_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
-    const size_t at = std::upper_bound(keys.begin() + first, keys.begin() + size, q[key]) - keys.begin();
+    const size_t at = place != kPlaceUnknown
+                          ? place
+                          : std::upper_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
+    size_t first = at;
+    while (first > 0 && keys[first - 1] == q[key]) --first;
     size_t write = first;
     for (size_t j = first; j < at; ++j) {  // rows with q's key (ties): kept unless dominated
       if (dominated_by(q, j)) continue;
@@ -86,8 +95,9 @@ inline double lowest_y_at_or_below(const FrontColumns& rows, size_t count, doubl
 // q's third objective form the staircase at q's level in one pass in x order; the rows above come in order of
 // their third objective, until q's (x, y) box is covered (from there up nothing is exclusive).
 inline double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumns& by_z, const double* ref,
-                           ArrayStaircase& staircase) {
+                           ArrayStaircase& staircase, FrontPlaces& places) {
   const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
+  places = FrontPlaces{};
   size_t size = 0, start = 0;
   double level = ref[1], covered_area = 0.0;
   // On a long front, the rows left of q (x <= q_x) first: they all clip to q_x, so only the lowest y among
@@ -96,6 +106,7 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
   constexpr size_t kLeftMinimumFrom = 64;
   if (by_x.size >= kLeftMinimumFrom) {
     start = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
+    places.by_x = start;
     const double left_y = std::max(q[1], lowest_y_at_or_below(by_x, start, q[2], ref[1]));
     if (left_y == q[1]) return 0.0;  // a row left of q and below it in y and z covers q
     if (left_y < ref[1]) {
@@ -120,8 +131,8 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
   }
   staircase.size = size;
   double covered_volume = 0.0, height = q[2];
-  for (size_t j = std::upper_bound(by_z.z.begin(), by_z.z.begin() + by_z.size, q[2]) - by_z.z.begin();
-       j < by_z.size && covered_area < box_area; ++j) {
+  places.by_z = std::upper_bound(by_z.z.begin(), by_z.z.begin() + by_z.size, q[2]) - by_z.z.begin();
+  for (size_t j = places.by_z; j < by_z.size && covered_area < box_area; ++j) {
     covered_volume += covered_area * (by_z.z[j] - height);
     height = by_z.z[j];
     const double x = std::max(q[0], by_z.x[j]), y = std::max(q[1], by_z.y[j]);
