@@ -112,7 +112,7 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
   // On a long front, the rows left of q (x <= q_x) first: they all clip to q_x, so only the lowest y among
   // those at or below q's level counts. On a short front the pass below alone is cheaper: it often meets a row
   // covering q within a few rows.
-  constexpr size_t kLeftMinimumFrom = 16;
+  constexpr size_t kLeftMinimumFrom = 8;
   if (by_x.size >= kLeftMinimumFrom) {
     start = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
     places.by_x = start;
