@@ -94,6 +94,7 @@ double box_volume_4d(const double* p, const double* ref) {
 struct Scratch {
   FrontColumns by_x, by_z;
   ArrayStaircase staircase;
+  std::vector<size_t> below;
 
   void reset(size_t capacity) {
     by_x.reset(capacity);
@@ -123,9 +124,15 @@ double exclusive_4d(const double* p, const Front4d& front, const double* ref, Sc
   FrontColumns& by_z = scratch.by_z;
   // The rows at or below p's level, clipped, in one 3-D sweep in ascending third objective.
   double area = 0.0, volume_3d = 0.0, height = p[2];
+  std::vector<size_t>& below = scratch.below;  // which rows sit at or below p's level: listed without branches
+  below.resize(front.size());
+  size_t count = 0;
   for (size_t j = 0; j < front.size(); ++j) {
-    const double* q = front.by_z(j);
-    if (q[3] > p[3]) continue;
+    below[count] = j;
+    count += front.by_z(j)[3] <= p[3];
+  }
+  for (size_t b = 0; b < count; ++b) {
+    const double* q = front.by_z(below[b]);
     if ((q[0] <= p[0]) & (q[1] <= p[1]) & (q[2] <= p[2])) {
       *covered = true;
       return 0.0;
