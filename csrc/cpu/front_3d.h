@@ -10,6 +10,16 @@
 
 namespace moafast::cpu::hv {
 
+// Two doubles in one vector register (a GCC/Clang vector extension). Written on scalars, the per-row selects and
+// comparisons below compile to branches, mispredicted about half the time.
+typedef double Double2 __attribute__((vector_size(16)));
+
+inline Double2 load2(const double* values) {
+  Double2 pair;
+  __builtin_memcpy(&pair, values, sizeof pair);
+  return pair;
+}
+
 // Where a row goes in a front order: after the rows whose key is at most its own (the upper bound).
 constexpr size_t kPlaceUnknown = ~size_t{0};
 struct FrontPlaces {
@@ -20,6 +30,7 @@ struct FrontPlaces {
 // reads it sequentially. Capacity for every row: updates never allocate.
 struct FrontColumns {
   std::vector<double> x, y, z;
+  std::vector<long long> dominated;  // update()'s flags on a long tail: nonzero where q dominates the row
   size_t size = 0;
 
   // Empty, with room for `capacity` rows.
@@ -28,6 +39,7 @@ struct FrontColumns {
       x.resize(capacity);
       y.resize(capacity);
       z.resize(capacity);
+      dominated.resize(capacity + 1);
     }
     size = 0;
   }
@@ -50,9 +62,21 @@ struct FrontColumns {
       z[write] = z[j];
       ++write;
     }
+    // On a long tail, first which rows q dominates, two at a time in vector lanes: on scalars GCC makes the three
+    // comparisons branches, mispredicted often.
+    constexpr size_t kFlagsFrom = 16;
+    const bool flagged = size - at >= kFlagsFrom;
+    if (flagged) {
+      typedef long long Mask2 __attribute__((vector_size(16)));
+      const Double2 q0 = {q[0], q[0]}, q1 = {q[1], q[1]}, q2 = {q[2], q[2]};
+      for (size_t j = at; j < size; j += 2) {  // the capacity has a row past the last one
+        const Mask2 mask = (q0 <= load2(x.data() + j)) & (q1 <= load2(y.data() + j)) & (q2 <= load2(z.data() + j));
+        __builtin_memcpy(dominated.data() + j, &mask, sizeof mask);
+      }
+    }
     double carry_x = q[0], carry_y = q[1], carry_z = q[2];
     for (size_t j = at; j < size; ++j) {
-      if (dominated_by(q, j)) continue;  // one branch, rarely taken
+      if (flagged ? dominated[j] != 0 : dominated_by(q, j)) continue;  // one branch, rarely taken
       const double next_x = x[j], next_y = y[j], next_z = z[j];
       x[write] = carry_x;
       y[write] = carry_y;
@@ -69,16 +93,6 @@ struct FrontColumns {
  private:
   bool dominated_by(const double* q, size_t j) const { return (q[0] <= x[j]) & (q[1] <= y[j]) & (q[2] <= z[j]); }
 };
-
-// Two doubles in one vector register (a GCC/Clang vector extension): written on scalars, the select and the
-// minimum below compile to a branch per row, mispredicted half the time.
-typedef double Double2 __attribute__((vector_size(16)));
-
-inline Double2 load2(const double* values) {
-  Double2 pair;
-  __builtin_memcpy(&pair, values, sizeof pair);
-  return pair;
-}
 
 // The lowest y among the first `count` rows with z <= level (`none` if there is none): a masked minimum over
 // independent lanes (a running minimum would chain every row to the one before).
