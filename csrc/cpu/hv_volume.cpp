@@ -53,6 +53,11 @@ class Staircase {
   double ref_x_, ref_y_;
 };
 
+struct Sweep3dScratch {
+  std::vector<KeyedRow> by_z;
+  ArrayStaircase steps;  // the staircase of sweeps up to kArrayRows rows
+};
+
 bool weakly_dominates(const double* a, const double* b, int d) {
   bool all = true;
   for (int k = 0; k < d; ++k) all &= a[k] <= b[k];  // no early exit: the branches would be unpredictable
@@ -79,7 +84,9 @@ double volume_2d(const PointSet& points, const double* ref) {
 double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) {
   // Up to this many rows the staircase lives in arrays (no tree nodes): the 4-D sweep's limit sets are small.
   constexpr size_t kArrayRows = 256;
-  std::vector<KeyedRow>& by_z = thread_scratch<std::vector<KeyedRow>>();
+  Sweep3dScratch& scratch = thread_scratch<Sweep3dScratch>();
+  std::vector<KeyedRow>& by_z = scratch.by_z;
+  ArrayStaircase& steps = scratch.steps;
   by_z.resize(points.size());  // ties in z add no volume between them
   for (size_t i = 0; i < by_z.size(); ++i) by_z[i] = {points.row(i)[2], i};
   sort_by_key(by_z);
@@ -95,7 +102,6 @@ double volume_3d(RowSpan points, const double* ref, std::vector<size_t>* front) 
     return volume + area * (ref[2] - z);
   };
   if (points.size() <= kArrayRows) {
-    ArrayStaircase& steps = thread_scratch<ArrayStaircase>();
     steps.reserve(points.size() + 1);
     return sweep([&](const double* p) { return steps.insert(p[0], p[1], ref[0], ref[1]); });
   }
