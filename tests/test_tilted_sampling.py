@@ -77,6 +77,29 @@ def test_tilted_logits_low_precision(cpu_isa: str, dtype, filters) -> None:
     assert torch.equal(ours[kept], unfiltered[kept])
 
 
+@pytest.mark.parametrize("objectives", [0, 1, 4, 5, 9])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_many_objectives_and_zero_weights(cpu_isa: str, objectives, dtype) -> None:
+    """The kernel adds the logits and up to four objectives per pass: counts around that, with zero weights
+    between nonzero ones, against the reference (tilted values, and tokens and log-probs of the draw)."""
+    batch, vocab = 3, 1501
+    logits, values, weights, beta = make_problem(batch, vocab, objectives, dtype)
+    weights[:, 1::3] = 0.0
+    kwargs = {"temperature": 0.8, "top_k": 60}
+    ours = tilted_logits(logits, values, weights, beta, **kwargs)
+    expected = reference.tilted_logits(logits, values, weights, beta, **kwargs)
+    assert torch.equal(ours == NEG_INF, expected == NEG_INF), f"kept sets differ [{cpu_isa}]"
+    tolerance = {"atol": 1e-12, "rtol": 1e-12} if dtype == torch.float64 else {"atol": 1e-5, "rtol": 1e-5}
+    assert_close(ours, expected, dtype=torch.float64, name=f"tilted, K={objectives} [{cpu_isa}]", **tolerance)
+    for return_logprobs in (False, True):  # the base log-prob path tilts in separate passes
+        drawn = tilted_sample(logits, values, weights, beta, seed=5, return_logprobs=return_logprobs, **kwargs)
+        ref_tokens, _, ref_base = reference.tilted_sample(logits, values, weights, beta, **keys(batch, 5), **kwargs)
+        tokens = drawn[0] if return_logprobs else drawn
+        assert torch.equal(tokens, ref_tokens), f"K={objectives}, return_logprobs={return_logprobs} [{cpu_isa}]"
+        if return_logprobs:
+            assert_close(drawn[2], ref_base, dtype=torch.float64, atol=1e-5, rtol=1e-5, name="base log-probs")
+
+
 @pytest.mark.parametrize("filters", FILTERS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_candidate_mode_matches_reference(filters, dtype) -> None:

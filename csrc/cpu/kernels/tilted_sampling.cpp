@@ -31,6 +31,12 @@ template <typename A> struct Workspace {
   std::vector<double> block_mass, bin_mass;
 };
 
+// A row's objectives with a nonzero coefficient: their rows of values and their coefficients.
+template <typename A, typename SV> struct TiltTerms {
+  std::vector<const SV*> rows;
+  std::vector<A> weights;
+};
+
 // max of x[0, count) (NaN never wins), in kLanes independent lanes so that the loop vectorises.
 template <typename A> A block_max(const A* x, int64_t count) {
   A lanes[kLanes];
@@ -46,12 +52,12 @@ template <typename A> A block_max(const A* x, int64_t count) {
   return best;
 }
 
-// Running per-lane max (NaN never wins a comparison) and count of NaN or +inf entries, in kLanes independent
-// lanes so that the loop vectorises.
-template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* lane_max, A* lane_bad) {
+// max of x[0, count) (NaN never wins), and the count of NaN or +inf entries added to lane_bad, in kLanes
+// independent lanes so that the loop vectorises.
+template <typename A> A block_max_counting_bad(const A* x, int64_t count, A* lane_bad) {
   const A infinity = -negative_infinity<A>();
   A maxes[kLanes], bads[kLanes];
-  for (int lane = 0; lane < kLanes; ++lane) maxes[lane] = lane_max[lane], bads[lane] = lane_bad[lane];
+  for (int lane = 0; lane < kLanes; ++lane) maxes[lane] = negative_infinity<A>(), bads[lane] = lane_bad[lane];
   int64_t j = 0;
   for (; j + kLanes <= count; j += kLanes) {
 #pragma omp simd
@@ -65,7 +71,12 @@ template <typename A> void accumulate_max_and_bad(const A* x, int64_t count, A* 
     maxes[0] = x[j] > maxes[0] ? x[j] : maxes[0];
     bads[0] += x[j] < infinity ? A(0) : A(1);
   }
-  for (int lane = 0; lane < kLanes; ++lane) lane_max[lane] = maxes[lane], lane_bad[lane] = bads[lane];
+  A best = maxes[0];
+  for (int lane = 0; lane < kLanes; ++lane) {
+    best = maxes[lane] > best ? maxes[lane] : best;
+    lane_bad[lane] = bads[lane];
+  }
+  return best;
 }
 
 // Running logsumexp over blocks of a row: (max, sum of exp(x - max)).
@@ -95,49 +106,95 @@ template <typename A> struct RunningLogsumexp {
   }
 };
 
+// Up to this many objectives are added in the same pass as the logits (one store per entry instead of one pass
+// over the block per objective); further ones take a pass each.
+constexpr int kFusedObjectives = 4;
+
+// out[j] (+)= sum_k c[k] * Q_k[j] over N objectives in one pass; with `logits`, out[j] = a * l[j] + that sum.
+template <int N, typename T, typename TV, typename A>
+void tilt_block(const typename Storage<T>::type* logits, A scale, const typename Storage<TV>::type* const* rows,
+                const A* c, int64_t begin, int64_t count, A* out) {
+  if (logits) {
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) {
+      A value = scale * A(Storage<T>::load(logits[begin + j]));
+      for (int k = 0; k < N; ++k) value += c[k] * A(Storage<TV>::load(rows[k][begin + j]));
+      out[j] = value;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) {
+      A value = out[j];
+      for (int k = 0; k < N; ++k) value += c[k] * A(Storage<TV>::load(rows[k][begin + j]));
+      out[j] = value;
+    }
+  }
+}
+
+template <typename T, typename TV, typename A>
+void tilt_block(int n, const typename Storage<T>::type* logits, A scale, const typename Storage<TV>::type* const* rows,
+                const A* c, int64_t begin, int64_t count, A* out) {
+  switch (n) {
+    case 0: return tilt_block<0, T, TV>(logits, scale, rows, c, begin, count, out);
+    case 1: return tilt_block<1, T, TV>(logits, scale, rows, c, begin, count, out);
+    case 2: return tilt_block<2, T, TV>(logits, scale, rows, c, begin, count, out);
+    case 3: return tilt_block<3, T, TV>(logits, scale, rows, c, begin, count, out);
+    default: return tilt_block<4, T, TV>(logits, scale, rows, c, begin, count, out);
+  }
+}
+
 // t = a * l + sum_k c_k Q_k for one row; returns the row max and whether a NaN or +inf appeared. Objectives
-// whose coefficient is 0 in this row are not read. While each block is in L1 it also records the maxima of its
+// whose coefficient is 0 in this row are not read; the logits and the first kFusedObjectives of the others are
+// added in one pass over each block. While each block is in L1 it also records the maxima of its
 // kSelectBlock-entry parts (the filters and the draw skip parts by them) and, with `base` (dense rows), the
 // running logsumexp of a * l, so that the base log-prob needs no second read of the logits.
 template <typename T, typename TV, typename A>
 A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, std::vector<A>& maxima,
-           RunningLogsumexp<A>* base) {
+           RunningLogsumexp<A>* base, TiltTerms<A, typename Storage<TV>::type>& terms) {
   using S = typename Storage<T>::type;
   using SV = typename Storage<TV>::type;
   const S* logits = static_cast<const S*>(args.logits) + b * args.logits_row_stride;
   const int64_t* ids = args.candidates ? args.candidates + b * args.candidates_row_stride : nullptr;
   const double* coefficients = args.coefficients + b * args.objectives;
   const A scale = static_cast<A>(args.inverse_temperature);
-  A lane_max[kLanes], lane_bad[kLanes];
-  for (int lane = 0; lane < kLanes; ++lane) lane_max[lane] = negative_infinity<A>(), lane_bad[lane] = 0;
+  A max = negative_infinity<A>(), lane_bad[kLanes];
+  for (int lane = 0; lane < kLanes; ++lane) lane_bad[lane] = 0;
   maxima.resize((args.width + kSelectBlock - 1) / kSelectBlock);
+  std::vector<const SV*>& rows = terms.rows;  // added in passes of up to kFusedObjectives
+  std::vector<A>& weights = terms.weights;
+  rows.clear(), weights.clear();
+  for (int64_t k = 0; k < args.objectives; ++k) {
+    const A c = static_cast<A>(coefficients[k]);
+    if (c == A(0)) continue;
+    rows.push_back(static_cast<const SV*>(args.values) + k * args.values_objective_stride + b * args.values_row_stride);
+    weights.push_back(c);
+  }
+  const int objectives = static_cast<int>(rows.size());
+  // The logits go in the first pass unless they are gathered (candidates) or also feed the base logsumexp.
+  const bool logits_in_pass = !ids && !base;
   for (int64_t begin = 0; begin < args.width; begin += kBlock) {
     const int64_t count = std::min(kBlock, args.width - begin);
     A* out = t + begin;
     if (ids) {
       for (int64_t j = 0; j < count; ++j) out[j] = scale * A(Storage<T>::load(logits[ids[begin + j]]));
-    } else {
+    } else if (base) {
 #pragma omp simd
       for (int64_t j = 0; j < count; ++j) out[j] = scale * A(Storage<T>::load(logits[begin + j]));
-      if (base) base->add(out, count);
+      base->add(out, count);
     }
-    for (int64_t k = 0; k < args.objectives; ++k) {
-      const A c = static_cast<A>(coefficients[k]);
-      if (c == A(0)) continue;
-      const SV* q = static_cast<const SV*>(args.values) + k * args.values_objective_stride +
-                    b * args.values_row_stride + begin;
-#pragma omp simd
-      for (int64_t j = 0; j < count; ++j) out[j] += c * A(Storage<TV>::load(q[j]));
+    for (int first = 0; first < objectives || (first == 0 && logits_in_pass); first += kFusedObjectives) {
+      const int n = std::min(kFusedObjectives, objectives - first);
+      tilt_block<T, TV, A>(n, first == 0 && logits_in_pass ? logits : nullptr, scale, rows.data() + first,
+                           weights.data() + first, begin, count, out);
     }
-    accumulate_max_and_bad(out, count, lane_max, lane_bad);
-    for (int64_t part = 0; part < count; part += kSelectBlock)
-      maxima[(begin + part) / kSelectBlock] = block_max(out + part, std::min(kSelectBlock, count - part));
+    for (int64_t part = 0; part < count; part += kSelectBlock) {
+      const A part_max = block_max_counting_bad(out + part, std::min(kSelectBlock, count - part), lane_bad);
+      maxima[(begin + part) / kSelectBlock] = part_max;
+      max = part_max > max ? part_max : max;
+    }
   }
-  A max = negative_infinity<A>(), bad = 0;
-  for (int lane = 0; lane < kLanes; ++lane) {
-    max = std::max(max, lane_max[lane]);
-    bad += lane_bad[lane];
-  }
+  A bad = 0;
+  for (int lane = 0; lane < kLanes; ++lane) bad += lane_bad[lane];
   non_finite = bad != A(0);
   return max;
 }
@@ -313,7 +370,8 @@ double base_logprob(const TiltedSamplingArgs& args, int64_t b, int64_t token, co
 }
 
 template <typename T, typename TV>
-TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typename Acc<T>::type>& ws) {
+TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typename Acc<T>::type>& ws,
+                    TiltTerms<typename Acc<T>::type, typename Storage<TV>::type>& terms) {
   using A = typename Acc<T>::type;
   A* t = args.processed ? static_cast<A*>(args.processed) + b * args.width : nullptr;
   if (!t) {
@@ -326,7 +384,7 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   RunningLogsumexp<A>* base = args.tokens && args.base_logprobs && !args.base_lse && !args.candidates ? &base_lse
                                                                                                       : nullptr;
   bool non_finite = false;
-  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima, base);
+  const A max = tilt_row<T, TV, A>(args, b, t, non_finite, ws.maxima, base, terms);
   if (non_finite) return kTiltNonFinite;
   if (max == negative_infinity<A>()) return kTiltNoToken;
   A threshold = negative_infinity<A>();
@@ -421,8 +479,9 @@ template <typename T, typename TV> int64_t all_rows(const TiltedSamplingArgs& ar
 #pragma omp parallel num_threads(args.num_threads)
   {
     Workspace<typename Acc<T>::type> ws;
+    TiltTerms<typename Acc<T>::type, typename Storage<TV>::type> terms;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < args.batch; ++b) problems[b] = static_cast<int8_t>(one_row<T, TV>(args, b, ws));
+    for (int64_t b = 0; b < args.batch; ++b) problems[b] = static_cast<int8_t>(one_row<T, TV>(args, b, ws, terms));
   }
   for (int64_t b = 0; b < args.batch; ++b)
     if (problems[b] != kTiltOk) return b * kTiltProblemCount + problems[b];
