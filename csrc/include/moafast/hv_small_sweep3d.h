@@ -98,9 +98,11 @@ struct Sweep3d {
   // Runs the sweep after load(); fills the requested outputs in the members' order: contributions[count] and
   // faces[count, 3] (positive measures: the gradient is minus these). Returns the volume.
   MOAFAST_HD double run(const double* ref, double* contributions, double* faces) {
-    double along_x[kSmallSetMax], along_y[kSmallSetMax], along_z[kSmallSetMax], exclusive[kSmallSetMax + 1],
-        kept[kSmallSetMax];
+    // kept[kSmallSetMax] takes the losses of rows that have no holder.
+    double along_x[kSmallSetMax], along_y[kSmallSetMax], along_z[kSmallSetMax], exclusive[kSmallSetMax],
+        kept[kSmallSetMax + 1];
     for (int i = 0; i < width; ++i) along_x[i] = along_y[i] = along_z[i] = kept[i] = 0.0;
+    kept[kSmallSetMax] = 0.0;
     double volume = 0.0, area_below = 0.0, lowest_y = ref[1], lowest_x = ref[0];
     for (int start = 0; start < count;) {
       int end = start + 1;
@@ -129,10 +131,15 @@ struct Sweep3d {
       if (faces && end - start == 1) along_z[start] = area - area_below;
       area_below = area;
       if (contributions) {
-        exclusive[kSmallSetMax] = 0.0;  // the holder of rows that have none
-        for (int j = 0; j < end; ++j)
-          exclusive[holder[j]] -= (positive_part(second[j] - y[j]) - positive_part(first[j] - y[j])) * (ref[0] - x[j]);
-        for (int i = 0; i < active_width; ++i) kept[i] += height * exclusive[i];
+        // Each row's strip, then what each holder loses: row j's strip grows to its second lowest without it.
+        // The scattered updates go last, far from the next slab's vector reads of `kept` (a vector load right
+        // after scalar stores to it waits for them to reach the cache).
+        double lost[kSmallSetMax];
+        for (int j = 0; j < active_width; ++j) {
+          kept[j] += height * exclusive[j];
+          lost[j] = height * (positive_part(second[j] - y[j]) - positive_part(first[j] - y[j])) * (ref[0] - x[j]);
+        }
+        for (int j = 0; j < end; ++j) kept[holder[j]] -= lost[j];
       }
       if (faces)
         for (int i = 0; i < active_width; ++i) {
