@@ -279,9 +279,19 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
   double before = 0.0;
   int bin = 0;
   for (; bin < kBins - 1 && before + bins[bin] < target; ++bin) before += bins[bin];
+  // The entries in that bin: few (about one in the number of bins in use), so each block is first tested on
+  // vector lanes and only a block that holds one is scanned.
   survivors.clear();
-  for (int64_t j = 0; j < width; ++j)
-    if (t[j] >= floor && mass_bin(t[j], max) == bin) survivors.push_back(t[j]);
+  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+    const int64_t count = std::min(kSelectBlock, width - begin);
+    const A* x = t + begin;
+    int hits = 0;
+#pragma omp simd reduction(| : hits)
+    for (int64_t j = 0; j < count; ++j) hits |= (x[j] >= floor) & (mass_bin(x[j], max) == bin);
+    if (!hits) continue;
+    for (int64_t j = 0; j < count; ++j)
+      if (x[j] >= floor && mass_bin(x[j], max) == bin) survivors.push_back(x[j]);
+  }
   return scan_sorted(survivors, max, before, target);
 }
 
