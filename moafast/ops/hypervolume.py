@@ -97,7 +97,8 @@ def _first_non_finite(points, ref, mask) -> int:
 def _float64_rows(tensor: torch.Tensor, where: torch.device) -> torch.Tensor:
     """``tensor`` itself when it already is contiguous float64 on ``where`` (the kernel reads it in place), else a
     contiguous float64 copy there."""
-    if tensor.dtype == torch.float64 and tensor.device == where and tensor.is_contiguous():
+    on_where = tensor.is_cpu if where is _HOST else tensor.device == where
+    if tensor.dtype == torch.float64 and on_where and tensor.is_contiguous():
         return tensor
     return tensor.detach().to(where, torch.float64).contiguous()
 
@@ -111,7 +112,7 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
         sets *= size
     device = points.device
     # CUDA runs sets of at most 16 points in 2 or 3 objectives (one thread per set); others go through the host.
-    on_cuda = device.type == "cuda"
+    on_cuda = points.is_cuda
     if on_cuda and (bad := _first_non_finite(points, ref, mask)) != -1:
         _raise_non_finite(points, ref, bad)
     where = device if on_cuda and n <= CUDA_MAX_POINTS and d in (2, 3) else _HOST
@@ -120,15 +121,17 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
     if mask is not None and (mask.device != where or not mask.is_contiguous()):
         mask = mask.to(where).contiguous()  # bool is one byte of 0 or 1: the kernel reads it as uint8
 
-    shapes = (batch, batch + (n,), batch + (n, d), batch + (d,))
-    outputs = tuple(torch.empty(shape, dtype=torch.float64, device=where) if wanted else None
-                    for wanted, shape in zip((hv, contributions, grad_points, grad_ref), shapes))
+    float64 = torch.float64  # spelled out per output: a generator over the four costs a small call 2 us
+    outputs = (torch.empty(batch, dtype=float64, device=where) if hv else None,
+               torch.empty(batch + (n,), dtype=float64, device=where) if contributions else None,
+               torch.empty(batch + (n, d), dtype=float64, device=where) if grad_points else None,
+               torch.empty(batch + (d,), dtype=float64, device=where) if grad_ref else None)
     if sets and n:
         device_index, stream = (-1, 0) if where is _HOST else plumbing.launch_target(where)
         bad = plumbing.extension().hypervolume(
             flat_points.data_ptr(), flat_ref.data_ptr(), d if ref.dim() > 1 else 0,
             0 if mask is None else mask.data_ptr(), sets, n, d, maximize,
-            *(0 if tensor is None else tensor.data_ptr() for tensor in outputs), device_index, stream,
+            *[0 if tensor is None else tensor.data_ptr() for tensor in outputs], device_index, stream,
             plumbing.num_threads())
         if bad != -1:
             _raise_non_finite(points, ref, bad)
@@ -138,7 +141,7 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
         for tensor in outputs:
             if tensor is not None:
                 tensor.zero_()
-    if points.dtype == torch.float64 and device == where:
+    if points.dtype == torch.float64 and (points.is_cpu if where is _HOST else device == where):
         return outputs
     return tuple(None if tensor is None else tensor.to(device, points.dtype) for tensor in outputs)
 
