@@ -45,7 +45,9 @@ def case_rows(case: dict[str, Any]) -> list[list[str]]:
 
 def case_title(case: dict[str, Any]) -> str:
     params = ", ".join(f"{k}={v}" for k, v in case["params"].items())
-    return f"{case['case']} ({params})"
+    pooled = (f"; median of the fastest of {case['rounds']} processes per variant" if case.get("rounds", 1) > 1
+              else "")
+    return f"{case['case']} ({params}{pooled})"
 
 
 def markdown(benchmark: dict[str, Any]) -> str:

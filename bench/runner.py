@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.harness import REPO_ROOT, Case, Spec, missing_requirements, run_in_child
+from bench.harness import REPO_ROOT, Case, Spec, missing_requirements, pool_processes, run_in_child
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -82,18 +82,23 @@ def run_benchmark(name: str, args: argparse.Namespace) -> dict[str, Any]:
     cases = []
     for case in module.cases(args.quick, args.device):
         floor_ms, floor_kind = floor_of(case, floors)
+        runnable = [variant for variant in case.variants if not missing_requirements(variant)]
+        runs: dict[str, list[dict[str, Any]]] = {variant.name: [] for variant in runnable}
+        for round_index in range(case.rounds):
+            for variant in runnable:
+                process = f" (process {round_index + 1} of {case.rounds})" if case.rounds > 1 else ""
+                print(f"  {case.name} / {variant.name}{process} ...", flush=True)
+                runs[variant.name].append(run_in_child(spec(case.name, variant.name, case.warmup, case.repeats)))
         results = []
         for variant in case.variants:
-            missing = missing_requirements(variant)
-            if missing:
-                result = {"status": "skipped", "error": f"not installed: {', '.join(missing)}"}
+            if variant.name in runs:
+                result = pool_processes(runs[variant.name])
             else:
-                print(f"  {case.name} / {variant.name} ...", flush=True)
-                result = run_in_child(spec(case.name, variant.name, case.warmup, case.repeats))
+                result = {"status": "skipped", "error": f"not installed: {', '.join(missing_requirements(variant))}"}
             results.append({"variant": variant.name, "ours": variant.ours, "floor": variant.floor, **result})
         cases.append({"case": case.name, "params": case.params, "bytes_moved": case.bytes_moved,
                       "flops": case.flops, "output_bytes": case.output_bytes, "floor_ms": floor_ms,
-                      "floor_kind": floor_kind, "results": results})
+                      "floor_kind": floor_kind, "rounds": case.rounds, "results": results})
     return {"name": name, "device": args.device, "quick": args.quick, "floors": floors,
             "machine": machine_info(args.device, args.threads), "cases": cases}
 

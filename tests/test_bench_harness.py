@@ -50,16 +50,26 @@ def test_failing_variant_is_reported_not_fatal(tmp_path: Path) -> None:
         "def cases(quick, device):\n"
         "    return [Case('toy', {'n': 1}, (Variant('fine', fine, ours=True), Variant('broken', broken),\n"
         "                  Variant('absent', fine, requires=('no_such_module_xyz',)),\n"
-        "                  Variant('slow peer', fine, max_calls=2)), bytes_moved=1e6, warmup=1, repeats=7)]\n"
+        "                  Variant('slow peer', fine, max_calls=2)), bytes_moved=1e6, warmup=1, repeats=7),\n"
+        "            Case('pooled', {'n': 2}, (Variant('fine', fine, ours=True), Variant('broken', broken)), rounds=3,\n"
+        "                 warmup=0, repeats=4)]\n"
     )
     done = run_runner("toy", "--quick", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 1, "a failed variant must make the run exit non-zero"
-    results = {r["variant"]: r for r in json.loads((tmp_path / "out" / "toy.json").read_text())["cases"][0]["results"]}
-    assert results["fine"]["status"] == "ok" and results["fine"]["repeats"] == 7
+    cases = json.loads((tmp_path / "out" / "toy.json").read_text())["cases"]
+    results = {r["variant"]: r for r in cases[0]["results"]}
+    assert results["fine"]["status"] == "ok" and results["fine"]["repeats"] == 7 and results["fine"]["processes"] == 1
     assert results["slow peer"]["repeats"] == 2, "max_calls caps a slow peer's timed calls"
     assert results["broken"]["status"] == "failed" and "deliberately broken variant" in results["broken"]["error"]
     assert results["absent"] == {"variant": "absent", "ours": False, "floor": False, "status": "skipped",
                                  "error": "not installed: no_such_module_xyz"}
+    pooled = {r["variant"]: r for r in cases[1]["results"]}
+    assert pooled["fine"]["processes"] == 3 and pooled["fine"]["repeats"] == 12, "calls of every process counted"
+    medians = pooled["fine"]["process_medians_ms"]
+    assert len(medians) == 3 and pooled["fine"]["median_ms"] == min(medians), "the fastest process's median"
+    assert pooled["fine"]["min_ms"] <= min(medians) <= max(medians) <= pooled["fine"]["max_ms"]
+    assert pooled["broken"]["status"] == "failed", "a failed process fails the variant"
+    assert "median of the fastest of 3 processes per variant" in (tmp_path / "out" / "toy.md").read_text()
 
 
 def test_moafast_bench_cli_lists_benchmarks() -> None:
