@@ -11,6 +11,8 @@ In the child (``python -m bench.harness '<json spec>'``): inputs are built, the 
 reset (``/proc/self/clear_refs``), the first call is timed separately, then warm-ups, then timed repeats.
 Peak extra memory is ``ru_maxrss`` after the calls minus before them (CUDA: ``max_memory_allocated`` above
 the inputs). The parent never imports torch, so its own memory peak cannot leak into the children's.
+A case with ``rounds > 1`` runs every variant in that many processes, the variants interleaved round by round,
+and reports the median of the fastest process (:func:`pool_processes`).
 """
 
 from __future__ import annotations
