@@ -94,11 +94,15 @@ def _first_non_finite(points, ref, mask) -> int:
     return int(bad[0, 0]) if bad.numel() else -1
 
 
+def _is_on(tensor: torch.Tensor, where: torch.device) -> bool:
+    """Whether ``tensor`` lives on ``where`` (on the host without building a device object: a small call counts)."""
+    return tensor.is_cpu if where is _HOST else tensor.device == where
+
+
 def _float64_rows(tensor: torch.Tensor, where: torch.device) -> torch.Tensor:
     """``tensor`` itself when it already is contiguous float64 on ``where`` (the kernel reads it in place), else a
     contiguous float64 copy there."""
-    on_where = tensor.is_cpu if where is _HOST else tensor.device == where
-    if tensor.dtype == torch.float64 and on_where and tensor.is_contiguous():
+    if tensor.dtype == torch.float64 and _is_on(tensor, where) and tensor.is_contiguous():
         return tensor
     return tensor.detach().to(where, torch.float64).contiguous()
 
@@ -141,7 +145,7 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
         for tensor in outputs:
             if tensor is not None:
                 tensor.zero_()
-    if points.dtype == torch.float64 and (points.is_cpu if where is _HOST else device == where):
+    if points.dtype == torch.float64 and _is_on(points, where):
         return outputs
     return tuple(None if tensor is None else tensor.to(device, points.dtype) for tensor in outputs)
 
