@@ -52,31 +52,38 @@ template <typename A> A block_max(const A* x, int64_t count) {
   return best;
 }
 
-// max of x[0, count) (NaN never wins), and the count of NaN or +inf entries added to lane_bad, in kLanes
-// independent lanes so that the loop vectorises.
-template <typename A> A block_max_counting_bad(const A* x, int64_t count, A* lane_bad) {
+// The max of each kSelectBlock-entry part of x[0, count) (NaN never wins) into part_maxima, and the count of
+// NaN or +inf entries added to `bad`, in kLanes independent lanes so that the loops vectorise. The counts stay
+// in their lanes across the parts; each part's maxima fold in halves (a vector step, not a chain of scalars).
+template <typename A> void part_maxima_counting_bad(const A* x, int64_t count, A* part_maxima, A& bad) {
   const A infinity = -negative_infinity<A>();
-  A maxes[kLanes], bads[kLanes];
-  for (int lane = 0; lane < kLanes; ++lane) maxes[lane] = negative_infinity<A>(), bads[lane] = lane_bad[lane];
-  int64_t j = 0;
-  for (; j + kLanes <= count; j += kLanes) {
+  A bads[kLanes];
+  for (int lane = 0; lane < kLanes; ++lane) bads[lane] = 0;
+  for (int64_t part = 0; part < count; part += kSelectBlock) {
+    const int64_t end = std::min(part + kSelectBlock, count);
+    A maxes[kLanes];
+    for (int lane = 0; lane < kLanes; ++lane) maxes[lane] = negative_infinity<A>();
+    int64_t j = part;
+    for (; j + kLanes <= end; j += kLanes) {
 #pragma omp simd
-    for (int lane = 0; lane < kLanes; ++lane) {
-      const A value = x[j + lane];
-      maxes[lane] = value > maxes[lane] ? value : maxes[lane];
-      bads[lane] += value < infinity ? A(0) : A(1);
+      for (int lane = 0; lane < kLanes; ++lane) {
+        const A value = x[j + lane];
+        maxes[lane] = value > maxes[lane] ? value : maxes[lane];
+        bads[lane] += value < infinity ? A(0) : A(1);
+      }
     }
+    for (; j < end; ++j) {
+      maxes[0] = x[j] > maxes[0] ? x[j] : maxes[0];
+      bads[0] += x[j] < infinity ? A(0) : A(1);
+    }
+    for (int width = kLanes / 2; width > 0; width /= 2)
+      for (int lane = 0; lane < width; ++lane)
+        maxes[lane] = maxes[lane + width] > maxes[lane] ? maxes[lane + width] : maxes[lane];
+    part_maxima[part / kSelectBlock] = maxes[0];
   }
-  for (; j < count; ++j) {
-    maxes[0] = x[j] > maxes[0] ? x[j] : maxes[0];
-    bads[0] += x[j] < infinity ? A(0) : A(1);
-  }
-  A best = maxes[0];
-  for (int lane = 0; lane < kLanes; ++lane) {
-    best = maxes[lane] > best ? maxes[lane] : best;
-    lane_bad[lane] = bads[lane];
-  }
-  return best;
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int lane = 0; lane < width; ++lane) bads[lane] += bads[lane + width];
+  bad += bads[0];
 }
 
 // Running logsumexp over blocks of a row: (max, sum of exp(x - max)).
@@ -157,8 +164,7 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, st
   const int64_t* ids = args.candidates ? args.candidates + b * args.candidates_row_stride : nullptr;
   const double* coefficients = args.coefficients + b * args.objectives;
   const A scale = static_cast<A>(args.inverse_temperature);
-  A max = negative_infinity<A>(), lane_bad[kLanes];
-  for (int lane = 0; lane < kLanes; ++lane) lane_bad[lane] = 0;
+  A max = negative_infinity<A>(), bad = 0;
   maxima.resize((args.width + kSelectBlock - 1) / kSelectBlock);
   std::vector<const SV*>& rows = terms.rows;  // added in passes of up to kFusedObjectives
   std::vector<A>& weights = terms.weights;
@@ -187,14 +193,11 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, st
       tilt_block<T, TV, A>(n, first == 0 && logits_in_pass ? logits : nullptr, scale, rows.data() + first,
                            weights.data() + first, begin, count, out);
     }
-    for (int64_t part = 0; part < count; part += kSelectBlock) {
-      const A part_max = block_max_counting_bad(out + part, std::min(kSelectBlock, count - part), lane_bad);
-      maxima[(begin + part) / kSelectBlock] = part_max;
-      max = part_max > max ? part_max : max;
-    }
+    A* block_maxima = maxima.data() + begin / kSelectBlock;
+    part_maxima_counting_bad(out, count, block_maxima, bad);
+    for (int64_t part = 0; part * kSelectBlock < count; ++part)
+      max = block_maxima[part] > max ? block_maxima[part] : max;
   }
-  A bad = 0;
-  for (int lane = 0; lane < kLanes; ++lane) bad += lane_bad[lane];
   non_finite = bad != A(0);
   return max;
 }
