@@ -37,6 +37,14 @@ template <typename A, typename SV> struct TiltTerms {
   std::vector<A> weights;
 };
 
+// The max of kLanes lanes (NaN never wins), folded in halves: vector steps, not a chain of scalars.
+template <typename A> A fold_max(A* lanes) {
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int lane = 0; lane < width; ++lane)
+      lanes[lane] = lanes[lane + width] > lanes[lane] ? lanes[lane + width] : lanes[lane];
+  return lanes[0];
+}
+
 // max of x[0, count) (NaN never wins), in kLanes independent lanes so that the loop vectorises.
 template <typename A> A block_max(const A* x, int64_t count) {
   A lanes[kLanes];
@@ -47,14 +55,12 @@ template <typename A> A block_max(const A* x, int64_t count) {
     for (int lane = 0; lane < kLanes; ++lane) lanes[lane] = x[j + lane] > lanes[lane] ? x[j + lane] : lanes[lane];
   }
   for (; j < count; ++j) lanes[0] = x[j] > lanes[0] ? x[j] : lanes[0];
-  A best = lanes[0];
-  for (int lane = 1; lane < kLanes; ++lane) best = lanes[lane] > best ? lanes[lane] : best;
-  return best;
+  return fold_max(lanes);
 }
 
 // The max of each kSelectBlock-entry part of x[0, count) (NaN never wins) into part_maxima, and the count of
 // NaN or +inf entries added to `bad`, in kLanes independent lanes so that the loops vectorise. The counts stay
-// in their lanes across the parts; each part's maxima fold in halves (a vector step, not a chain of scalars).
+// in their lanes across the parts (a fresh load of lanes the caller stored one by one would wait for them).
 template <typename A> void part_maxima_counting_bad(const A* x, int64_t count, A* part_maxima, A& bad) {
   const A infinity = -negative_infinity<A>();
   A bads[kLanes];
@@ -76,10 +82,7 @@ template <typename A> void part_maxima_counting_bad(const A* x, int64_t count, A
       maxes[0] = x[j] > maxes[0] ? x[j] : maxes[0];
       bads[0] += x[j] < infinity ? A(0) : A(1);
     }
-    for (int width = kLanes / 2; width > 0; width /= 2)
-      for (int lane = 0; lane < width; ++lane)
-        maxes[lane] = maxes[lane + width] > maxes[lane] ? maxes[lane + width] : maxes[lane];
-    part_maxima[part / kSelectBlock] = maxes[0];
+    part_maxima[part / kSelectBlock] = fold_max(maxes);
   }
   for (int width = kLanes / 2; width > 0; width /= 2)
     for (int lane = 0; lane < width; ++lane) bads[lane] += bads[lane + width];
