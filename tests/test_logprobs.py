@@ -85,8 +85,12 @@ def test_gradcheck_float64() -> None:
     assert torch.autograd.gradcheck(lambda x: logprobs_from_logits(x, targets), (logits,))
 
 
-def test_negative_infinity_masks(cpu_isa: str) -> None:
-    logits, targets = make_inputs(9, 3001, torch.float32, ignore_every=0)
+EDGE_DTYPES = [torch.float32, torch.bfloat16]  # bfloat16 entries are read two per 32-bit word in the forward
+
+
+@pytest.mark.parametrize("dtype", EDGE_DTYPES)
+def test_negative_infinity_masks(cpu_isa: str, dtype: torch.dtype) -> None:
+    logits, targets = make_inputs(9, 3001, dtype, ignore_every=0)
     logits[0, ::2] = NEG_INF  # masked half
     logits[1, :] = NEG_INF  # no mass at all
     logits[2, :2500] = NEG_INF  # an all -inf prefix longer than one block
@@ -96,8 +100,8 @@ def test_negative_infinity_masks(cpu_isa: str) -> None:
     logits.requires_grad_()
     logp, lse = logprobs_from_logits(logits, targets)
     expected_logp, expected_lse = reference_on(logits.detach(), targets)
-    assert_close(logp, expected_logp, name="logp")
-    assert_close(lse, expected_lse, name="lse")
+    assert_close(logp, expected_logp, dtype=accumulation(dtype), name="logp")
+    assert_close(lse, expected_lse, dtype=accumulation(dtype), name="lse")
     assert logp[1] == NEG_INF and lse[1] == NEG_INF
     assert logp[3] == NEG_INF and torch.isfinite(lse[3])
     assert logp[4] == 0
@@ -108,21 +112,25 @@ def test_negative_infinity_masks(cpu_isa: str) -> None:
     assert (logits.grad[0, ::2] == 0).all()
 
 
-def test_nan_and_positive_infinity_poison_only_their_row(cpu_isa: str) -> None:
-    logits, targets = make_inputs(4, 100, torch.float32, ignore_every=0)
+@pytest.mark.parametrize("dtype", EDGE_DTYPES)
+def test_nan_and_positive_infinity_poison_only_their_row(cpu_isa: str, dtype: torch.dtype) -> None:
+    logits, targets = make_inputs(5, 100, dtype, ignore_every=0)
     logits[1, 17] = float("nan")
     logits[2, 5] = float("inf")
+    logits[4, 18] = float("nan")  # the other half of a 32-bit word than row 1's
     logp, lse = logprobs_from_logits(logits, targets)
     assert logp[1].isnan() and lse[1].isnan()
     assert logp[2].isnan() and lse[2].isnan()
+    assert logp[4].isnan() and lse[4].isnan()
     assert torch.isfinite(logp[[0, 3]]).all()
 
 
-def test_non_contiguous_inputs(cpu_isa: str) -> None:
-    base = torch.randn(40, 600)
-    row_strided = base[::2, 50:400]  # row stride 1200, unit element stride
+@pytest.mark.parametrize("dtype", EDGE_DTYPES)
+def test_non_contiguous_inputs(cpu_isa: str, dtype: torch.dtype) -> None:
+    base = torch.randn(40, 601).to(dtype)
+    row_strided = base[::2, 51:400]  # row stride 1202, unit element stride, rows starting at odd elements
     column_strided = base[:20, ::3]  # element stride 3: copied to unit stride
-    transposed = torch.randn(123, 20).t()
+    transposed = torch.randn(123, 20).to(dtype).t()
     for logits in (row_strided, column_strided, transposed):
         targets = torch.randint(0, logits.shape[1], (logits.shape[0] * 2,))[::2]
         logp, lse = logprobs_from_logits(logits, targets)
@@ -183,15 +191,17 @@ def test_isa_builds_agree_bitwise_on_float64_inputs() -> None:
         assert_close(lse, outputs[0][1], atol=1e-5, rtol=1e-6, name="lse across ISAs")
 
 
-def test_rows_whose_max_jumps_between_blocks(cpu_isa: str) -> None:
+@pytest.mark.parametrize("dtype", EDGE_DTYPES)
+def test_rows_whose_max_jumps_between_blocks(cpu_isa: str, dtype: torch.dtype) -> None:
     """Later blocks far above the running max (the re-sweep path) and a -inf first logit."""
-    logits, targets = make_inputs(6, 20000, torch.float32, ignore_every=0, scale=1.0)
+    logits, targets = make_inputs(6, 20000, dtype, ignore_every=0, scale=1.0)
     logits[0, 15000] = 90.0  # a jump of ~90 in a late block
     logits[1, 9000:9100] = 30.0  # a moderate jump, summed in the running frame
     logits[2, 0] = float("-inf")  # no finite reference in the first logit
     logits[3, :8192] = -200.0  # first block far below the rest
     logits[4] = torch.linspace(-300, 300, 20000)  # max rising through every block
+    logits[5, 15001] = 200.0  # a jump past exp's range, in the odd half of a 32-bit word
     logp, lse = logprobs_from_logits(logits, targets)
     expected_logp, expected_lse = reference_on(logits, targets)
-    assert_close(logp, expected_logp, name="logp")
-    assert_close(lse, expected_lse, name="lse")
+    assert_close(logp, expected_logp, dtype=accumulation(dtype), name="logp")
+    assert_close(lse, expected_lse, dtype=accumulation(dtype), name="lse")

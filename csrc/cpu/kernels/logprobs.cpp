@@ -4,6 +4,8 @@
 // again from L1 against its own max. Partial results live in kLanes independent accumulators.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "cpu/kernels/kernels.h"
 #include "moafast/softmax_math.h"
@@ -12,7 +14,7 @@ namespace moafast::cpu::MOAFAST_CPU_ISA {
 namespace {
 
 constexpr int64_t kBlock = 8192;
-constexpr int kLanes = 32;
+constexpr int kLanes = 16;
 // exp(x - running_max) stays finite and summable for x up to this far above the running max.
 constexpr float kMaxJump = 64.0f;
 
@@ -51,6 +53,25 @@ A block_exp_sum(const typename Storage<T>::type* x, int64_t count, A reference, 
   A maxes[kLanes];
   for (int k = 0; k < kLanes; ++k) maxes[k] = negative_infinity<A>();
   int64_t j = 0;
+  if constexpr (std::is_same_v<T, bf16_t>) {
+    // Two bfloat16 entries per 32-bit word: the high half is the odd entry's float bits as they stand, the low
+    // half shifted up the even entry's (one operation each; a sum and a max do not care about the order).
+    constexpr int kWords = kLanes / 2;
+    for (; j + kLanes <= count; j += kLanes) {
+#pragma omp simd
+      for (int k = 0; k < kWords; ++k) {
+        uint32_t word;
+        std::memcpy(&word, x + j + 2 * k, sizeof(word));
+        const A even = bits_to_float(word << 16), odd = bits_to_float(word & 0xffff0000u);
+        if constexpr (kWithMax) {
+          maxes[k] = max_keeping_nan(maxes[k], even);
+          maxes[k + kWords] = max_keeping_nan(maxes[k + kWords], odd);
+        }
+        sums[k] += bounded_exp(even - reference);
+        sums[k + kWords] += bounded_exp(odd - reference);
+      }
+    }
+  }
   for (; j + kLanes <= count; j += kLanes) {
 #pragma omp simd
     for (int k = 0; k < kLanes; ++k) {
