@@ -319,8 +319,13 @@ double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<doub
       block_mass[block] = 0.0;
       continue;
     }
+    if (threshold == negative_infinity<A>()) {  // nothing filtered: a -inf entry's exp is 0 anyway
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < count; ++j) sum += x[j] >= threshold ? bounded_exp(x[j] - max) : A(0);
+      for (int64_t j = 0; j < count; ++j) sum += bounded_exp(x[j] - max);
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < count; ++j) sum += x[j] >= threshold ? bounded_exp(x[j] - max) : A(0);
+    }
     block_mass[block] = static_cast<double>(sum);
     total += static_cast<double>(sum);
   }
