@@ -351,6 +351,17 @@ def test_bad_input_raises_clear_errors() -> None:
                           arguments.pop("beta"), **arguments)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_at_any_lane_of_a_part_raises(cpu_isa: str, bad: float) -> None:
+    """The per-part maxima count NaN and +inf in vector lanes: every lane position of a part must report them."""
+    logits, values, weights, beta = make_problem(2, 300, 2, torch.float32)
+    for position in (0, 9, 15, 16, 27, 63, 64, 130, 299):
+        poisoned = logits.clone()
+        poisoned[1, position] = bad
+        with pytest.raises(ValueError, match=r"row 1: the tilted logits hold NaN or \+inf"):
+            tilted_sample(poisoned, values, weights, beta, seed=0)
+
+
 def test_bad_rows_and_candidates_raise() -> None:
     logits, values, weights, beta = make_problem(3, 20, 2, torch.float32)
     poisoned = logits.clone()
