@@ -85,3 +85,10 @@ def launch_target(device: torch.device) -> tuple[int, int]:
 def num_threads() -> int:
     """The CPU kernels use as many OpenMP threads as torch does."""
     return torch.get_num_threads()
+
+
+def functorch_transform_active() -> bool:
+    """Whether a torch.func transform (grad, vjp, vmap, jacrev, ...) wraps this eager call. The autograd that
+    torch.library generates for a custom op cannot take part in one (pytorch/pytorch#168393), so the
+    differentiable ops route such calls through a ``torch.autograd.Function`` of their own."""
+    return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None

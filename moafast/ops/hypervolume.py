@@ -28,7 +28,9 @@ set per thread with the same code (moafast/hv_small_sets.h) -- compiled, not yet
 computed on the host and returned on their device.
 Calls that autograd will not differentiate, in eager mode with plain tensors, run the op's kernel without the
 torch.library dispatcher (the same outputs, about 35 us less per call); torch.compile, tracing and fake
-tensors always see the op ``moafast::hypervolume_outputs``.
+tensors always see the op ``moafast::hypervolume_outputs``. Under torch.func transforms (``grad``, ``vmap``,
+``jacrev``, per-set gradients) the same op runs inside a ``torch.autograd.Function`` with a batching rule, since
+the autograd torch.library generates cannot take part in them (pytorch/pytorch#168393).
 NaN/inf policy: non-finite coordinates in unmasked points or in ``ref`` raise ValueError; finite inputs whose
 volumes overflow float64 give ``inf`` hypervolume (and NaN contributions and gradients for that set).
 """
@@ -206,6 +208,44 @@ def _backward(ctx, grad_hv, *_):
 torch.library.register_autograd("moafast::hypervolume_outputs", _backward, setup_context=_setup_context)
 
 
+class _UnderTransforms(torch.autograd.Function):
+    """The op for torch.func transforms: the same kernel and backward, with ``setup_context`` and a vmap rule (the
+    op is batched over leading dimensions already, so a vmapped call is one call on more sets). The forward
+    cannot tell whether the transform will differentiate it, so it computes the faces whenever it computes the
+    value."""
+
+    @staticmethod
+    def forward(points, ref, mask, maximize: bool, hv: bool, contributions: bool):
+        return torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, hv, contributions, hv, hv)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        points, ref, mask, maximize, hv, contributions = inputs
+        _setup_context(ctx, (points, ref, mask, maximize, hv, contributions, hv, hv), output)
+
+    @staticmethod
+    def backward(ctx, grad_hv, *_):
+        d_points, d_ref = _backward(ctx, grad_hv)[:2]
+        return d_points, d_ref, None, None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, points, ref, mask, maximize: bool, hv: bool, contributions: bool):
+        size = info.batch_size
+        points_dim, ref_dim, mask_dim = in_dims[:3]
+        points = points.movedim(points_dim, 0) if points_dim is not None else points.expand(size, *points.shape)
+        sets = points.shape[:-2]  # the vmapped dimension first, then the sets' own leading dimensions
+        if ref_dim is not None:
+            ref = ref.movedim(ref_dim, 0)
+            if ref.dim() == 2:  # one ref per vmapped call, shared by its sets
+                ref = ref.view(size, *([1] * (len(sets) - 1)), ref.shape[-1]).expand(*sets, ref.shape[-1])
+        elif ref.dim() > 1:
+            ref = ref.expand(size, *ref.shape)
+        if mask is not None:
+            mask = mask.movedim(mask_dim, 0) if mask_dim is not None else mask.expand(size, *mask.shape)
+        outputs = _UnderTransforms.apply(points, ref, mask, maximize, hv, contributions)
+        return outputs, (0 if hv else None, 0 if contributions else None, 0 if hv else None, 0 if hv else None)
+
+
 def _faces_wanted(points: torch.Tensor, ref: torch.Tensor) -> tuple[bool, bool]:
     """Whether autograd will ask for d/d points and d/d ref: then the forward pass computes them at once."""
     enabled = torch.is_grad_enabled()
@@ -214,6 +254,8 @@ def _faces_wanted(points: torch.Tensor, ref: torch.Tensor) -> tuple[bool, bool]:
 
 def _call(points, ref, mask, maximize, hv, contributions) -> tuple[torch.Tensor | None, ...]:
     """The op, or its kernel directly when nothing will differentiate the call (see ``_eager_call``)."""
+    if plumbing.functorch_transform_active():
+        return _UnderTransforms.apply(points, ref, mask, maximize, hv, contributions)
     faces = _faces_wanted(points, ref) if hv else (False, False)
     if not any(faces) and _eager_call(points, ref, mask):
         return _run(points, ref, mask, maximize, hv, contributions, False, False)

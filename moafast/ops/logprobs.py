@@ -132,6 +132,50 @@ torch.library.register_autograd(
 )
 
 
+def _batch_first(tensor: torch.Tensor | None, dim: int | None, size: int) -> torch.Tensor | None:
+    """A vmapped argument with its batch dimension first (an unbatched one expanded to it)."""
+    if tensor is None:
+        return None
+    return tensor.movedim(dim, 0) if dim is not None else tensor.expand(size, *tensor.shape)
+
+
+@torch.library.register_vmap("moafast::logprobs_from_logits_backward")
+def _backward_vmap(info, in_dims, grad_logp, grad_lse, logits, targets, lse, ignore_index):
+    """The backward is batched over rows already: a vmapped call is one call on more rows."""
+    size = info.batch_size
+    grad_logp, grad_lse, logits, targets, lse = (
+        _batch_first(tensor, dim, size) for tensor, dim in zip((grad_logp, grad_lse, logits, targets, lse), in_dims))
+    vocab = logits.shape[-1]
+    grad_logits = torch.ops.moafast.logprobs_from_logits_backward(
+        grad_logp.reshape(-1), None if grad_lse is None else grad_lse.reshape(-1), logits.reshape(-1, vocab),
+        targets.reshape(-1), lse.reshape(-1), ignore_index)
+    return grad_logits.view(size, -1, vocab), 0
+
+
+class _UnderTransforms(torch.autograd.Function):
+    """The op for torch.func transforms: the same kernels and backward, with ``setup_context`` and a vmap rule
+    (the op is batched over rows already, so a vmapped call is one call on more rows)."""
+
+    @staticmethod
+    def forward(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int):
+        return torch.ops.moafast.logprobs_from_logits(logits, targets, ignore_index)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _setup_context(ctx, inputs, output)
+
+    @staticmethod
+    def backward(ctx, grad_logp: torch.Tensor, grad_lse: torch.Tensor):
+        return _autograd_backward(ctx, grad_logp, grad_lse)
+
+    @staticmethod
+    def vmap(info, in_dims, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int):
+        size = info.batch_size
+        logits, targets = _batch_first(logits, in_dims[0], size), _batch_first(targets, in_dims[1], size)
+        logp, lse = _UnderTransforms.apply(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index)
+        return (logp.view(size, -1), lse.view(size, -1)), (0, 0)
+
+
 def logprobs_from_logits(
     logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,6 +193,9 @@ def logprobs_from_logits(
     Returns:
         ``(logp, lse)``, each of shape ``targets.shape``, in float32 (float64 for float64 logits).
         See the module docstring for the NaN/inf policy.
+
+    Differentiable with autograd and with torch.func's ``grad``, ``vjp``, ``vmap`` and their compositions
+    (``jacrev``, per-example gradients).
     """
     plumbing.check_tensor("logits", logits)
     plumbing.check_tensor("targets", targets)
@@ -157,5 +204,6 @@ def logprobs_from_logits(
             f"targets: expected shape logits.shape[:-1] = {list(logits.shape[:-1])}, got {list(targets.shape)}"
         )
     flat_logits = logits.reshape(-1, logits.shape[-1]) if logits.dim() != 2 else logits
-    logp, lse = torch.ops.moafast.logprobs_from_logits(flat_logits, targets.reshape(-1), ignore_index)
+    op = _UnderTransforms.apply if plumbing.functorch_transform_active() else torch.ops.moafast.logprobs_from_logits
+    logp, lse = op(flat_logits, targets.reshape(-1), ignore_index)
     return logp.view(targets.shape), lse.view(targets.shape)
