@@ -229,6 +229,26 @@ def _autograd_backward(ctx, grad_logp, grad_lse):
 torch.library.register_autograd("moafast::fused_linear_logprobs", _autograd_backward, setup_context=_setup_context)
 
 
+class _UnderTransforms(torch.autograd.Function):
+    """The op for torch.func transforms (torch.library's generated autograd cannot take part in them:
+    pytorch/pytorch#168393): the same kernels and backward; vmap runs it through PyTorch's per-element loop."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(hidden, weight, targets, head_index, bias, ignore_index: int, chunk_size: int):
+        return torch.ops.moafast.fused_linear_logprobs(hidden, weight, targets, head_index, bias, ignore_index,
+                                                       chunk_size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _setup_context(ctx, inputs, output)
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_lse):
+        return _autograd_backward(ctx, grad_logp, grad_lse)
+
+
 def fused_linear_logprobs(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -249,8 +269,11 @@ def fused_linear_logprobs(
 
     Returns:
         ``(logp, lse)``: ``[N]`` (single head, routed) or ``[K, N]`` (all heads), float32 (float64 for float64).
+
+    Differentiable with autograd and under torch.func transforms (``grad``, ``vjp``; ``vmap`` by PyTorch's
+    per-element loop).
     """
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive number of tokens, got {chunk_size}")
-    return torch.ops.moafast.fused_linear_logprobs(hidden, weight, targets, head_index, bias, ignore_index,
-                                                   chunk_size or 0)
+    op = _UnderTransforms.apply if plumbing.functorch_transform_active() else torch.ops.moafast.fused_linear_logprobs
+    return op(hidden, weight, targets, head_index, bias, ignore_index, chunk_size or 0)

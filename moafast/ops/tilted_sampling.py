@@ -292,6 +292,27 @@ def _tilted_logits_backward(ctx, grad):
 torch.library.register_autograd("moafast::tilted_logits", _tilted_logits_backward, setup_context=_tilted_logits_setup)
 
 
+class _TiltedLogitsUnderTransforms(torch.autograd.Function):
+    """``tilted_logits`` for torch.func transforms (torch.library's generated autograd cannot take part in them:
+    pytorch/pytorch#168393): the same kernel and backward; vmap runs it through PyTorch's per-element loop."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits, values, coefficients, candidates, inverse_temperature: float, top_k: int, top_p: float,
+                min_p: float):
+        return torch.ops.moafast.tilted_logits(logits, values, coefficients, candidates, inverse_temperature, top_k,
+                                               top_p, min_p)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _tilted_logits_setup(ctx, inputs, output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _tilted_logits_backward(ctx, grad)
+
+
 def tilted_logits(logits: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, beta: float | torch.Tensor,
                   *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                   candidates: torch.Tensor | None = None, temperature_before_tilt: bool = False) -> torch.Tensor:
@@ -306,13 +327,16 @@ def tilted_logits(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
 
     Returns:
         ``[B, V]`` (dense) or ``[B, k]`` (candidate mode, aligned with ``candidates``), float32 (float64 for
-        float64 logits). Differentiable in ``logits``, ``values``, ``weights`` and ``beta`` on the kept entries.
+        float64 logits). Differentiable in ``logits``, ``values``, ``weights`` and ``beta`` on the kept entries,
+        with autograd and under torch.func transforms (``vmap`` by PyTorch's per-element loop).
     """
     batch, _ = check_logits(logits)
     check_temperature(temperature)
     coefficients = coefficients_of(weights, beta, batch, temperature, temperature_before_tilt)
-    return torch.ops.moafast.tilted_logits(logits, values, coefficients, candidates, 1.0 / temperature, top_k,
-                                           top_p, min_p)
+    op = torch.ops.moafast.tilted_logits
+    if plumbing.functorch_transform_active():
+        op = _TiltedLogitsUnderTransforms.apply
+    return op(logits, values, coefficients, candidates, 1.0 / temperature, top_k, top_p, min_p)
 
 
 def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, beta: float | torch.Tensor,
