@@ -6,7 +6,7 @@ argument and what was expected, so no bad input reaches a kernel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -90,5 +90,26 @@ def num_threads() -> int:
 def functorch_transform_active() -> bool:
     """Whether a torch.func transform (grad, vjp, vmap, jacrev, ...) wraps this eager call. The autograd that
     torch.library generates for a custom op cannot take part in one (pytorch/pytorch#168393), so the
-    differentiable ops route such calls through a ``torch.autograd.Function`` of their own."""
+    differentiable ops route such calls through :func:`function_for_transforms`."""
     return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def function_for_transforms(name: str, forward: Callable, setup_context: Callable, backward: Callable,
+                            vmap: Callable | None = None) -> type[torch.autograd.Function]:
+    """A ``torch.autograd.Function`` that runs an op's ``forward`` with the op's own ``setup_context`` and
+    ``backward``, which torch.func transforms accept. ``vmap``, the batching rule, when the op is batched
+    already; without one, vmap runs the op through PyTorch's per-element loop."""
+    body = {"forward": staticmethod(forward), "setup_context": staticmethod(setup_context),
+            "backward": staticmethod(backward)}
+    if vmap is None:
+        body["generate_vmap_rule"] = True
+    else:
+        body["vmap"] = staticmethod(vmap)
+    return type(name, (torch.autograd.Function,), body)
+
+
+def batch_first(tensor: torch.Tensor | None, dim: int | None, size: int) -> torch.Tensor | None:
+    """A vmapped argument with its vmapped dimension first (an argument vmap does not map, expanded to it)."""
+    if tensor is None:
+        return None
+    return tensor.movedim(dim, 0) if dim is not None else tensor.expand(size, *tensor.shape)

@@ -229,24 +229,8 @@ def _autograd_backward(ctx, grad_logp, grad_lse):
 torch.library.register_autograd("moafast::fused_linear_logprobs", _autograd_backward, setup_context=_setup_context)
 
 
-class _UnderTransforms(torch.autograd.Function):
-    """The op for torch.func transforms (torch.library's generated autograd cannot take part in them:
-    pytorch/pytorch#168393): the same kernels and backward; vmap runs it through PyTorch's per-element loop."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(hidden, weight, targets, head_index, bias, ignore_index: int, chunk_size: int):
-        return torch.ops.moafast.fused_linear_logprobs(hidden, weight, targets, head_index, bias, ignore_index,
-                                                       chunk_size)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _setup_context(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad_logp, grad_lse):
-        return _autograd_backward(ctx, grad_logp, grad_lse)
+_UnderTransforms = plumbing.function_for_transforms(
+    "FusedLinearLogprobs", torch.ops.moafast.fused_linear_logprobs, _setup_context, _autograd_backward)
 
 
 def fused_linear_logprobs(

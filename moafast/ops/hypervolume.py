@@ -208,42 +208,37 @@ def _backward(ctx, grad_hv, *_):
 torch.library.register_autograd("moafast::hypervolume_outputs", _backward, setup_context=_setup_context)
 
 
-class _UnderTransforms(torch.autograd.Function):
-    """The op for torch.func transforms: the same kernel and backward, with ``setup_context`` and a vmap rule (the
-    op is batched over leading dimensions already, so a vmapped call is one call on more sets). The forward
-    cannot tell whether the transform will differentiate it, so it computes the faces whenever it computes the
-    value."""
+def _forward_under_transforms(points, ref, mask, maximize: bool, hv: bool, contributions: bool):
+    """The forward cannot tell whether the transform will differentiate it: the faces come whenever the value does."""
+    return torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, hv, contributions, hv, hv)
 
-    @staticmethod
-    def forward(points, ref, mask, maximize: bool, hv: bool, contributions: bool):
-        return torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, hv, contributions, hv, hv)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        points, ref, mask, maximize, hv, contributions = inputs
-        _setup_context(ctx, (points, ref, mask, maximize, hv, contributions, hv, hv), output)
+def _setup_under_transforms(ctx, inputs, output) -> None:
+    points, ref, mask, maximize, hv, contributions = inputs
+    _setup_context(ctx, (points, ref, mask, maximize, hv, contributions, hv, hv), output)
 
-    @staticmethod
-    def backward(ctx, grad_hv, *_):
-        d_points, d_ref = _backward(ctx, grad_hv)[:2]
-        return d_points, d_ref, None, None, None, None
 
-    @staticmethod
-    def vmap(info, in_dims, points, ref, mask, maximize: bool, hv: bool, contributions: bool):
-        size = info.batch_size
-        points_dim, ref_dim, mask_dim = in_dims[:3]
-        points = points.movedim(points_dim, 0) if points_dim is not None else points.expand(size, *points.shape)
-        sets = points.shape[:-2]  # the vmapped dimension first, then the sets' own leading dimensions
-        if ref_dim is not None:
-            ref = ref.movedim(ref_dim, 0)
-            if ref.dim() == 2:  # one ref per vmapped call, shared by its sets
-                ref = ref.view(size, *([1] * (len(sets) - 1)), ref.shape[-1]).expand(*sets, ref.shape[-1])
-        elif ref.dim() > 1:
-            ref = ref.expand(size, *ref.shape)
-        if mask is not None:
-            mask = mask.movedim(mask_dim, 0) if mask_dim is not None else mask.expand(size, *mask.shape)
-        outputs = _UnderTransforms.apply(points, ref, mask, maximize, hv, contributions)
-        return outputs, (0 if hv else None, 0 if contributions else None, 0 if hv else None, 0 if hv else None)
+def _backward_under_transforms(ctx, grad_hv, *_):
+    d_points, d_ref = _backward(ctx, grad_hv)[:2]
+    return d_points, d_ref, None, None, None, None
+
+
+def _vmap(info, in_dims, points, ref, mask, maximize: bool, hv: bool, contributions: bool):
+    """The op is batched over leading dimensions already: a vmapped call is one call on more sets."""
+    size = info.batch_size
+    points, mask = plumbing.batch_first(points, in_dims[0], size), plumbing.batch_first(mask, in_dims[2], size)
+    sets = points.shape[:-2]  # the vmapped dimension first, then the sets' own leading dimensions
+    if in_dims[1] is not None and ref.dim() == 2:  # one ref per vmapped call, shared by its sets
+        ref = ref.movedim(in_dims[1], 0)
+        ref = ref.view(size, *([1] * (len(sets) - 1)), ref.shape[-1]).expand(*sets, ref.shape[-1])
+    elif in_dims[1] is not None or ref.dim() > 1:  # one ref per set
+        ref = plumbing.batch_first(ref, in_dims[1], size)
+    outputs = _UnderTransforms.apply(points, ref, mask, maximize, hv, contributions)
+    return outputs, (0 if hv else None, 0 if contributions else None, 0 if hv else None, 0 if hv else None)
+
+
+_UnderTransforms = plumbing.function_for_transforms(
+    "Hypervolume", _forward_under_transforms, _setup_under_transforms, _backward_under_transforms, _vmap)
 
 
 def _faces_wanted(points: torch.Tensor, ref: torch.Tensor) -> tuple[bool, bool]:

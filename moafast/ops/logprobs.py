@@ -132,19 +132,12 @@ torch.library.register_autograd(
 )
 
 
-def _batch_first(tensor: torch.Tensor | None, dim: int | None, size: int) -> torch.Tensor | None:
-    """A vmapped argument with its batch dimension first (an unbatched one expanded to it)."""
-    if tensor is None:
-        return None
-    return tensor.movedim(dim, 0) if dim is not None else tensor.expand(size, *tensor.shape)
-
-
 @torch.library.register_vmap("moafast::logprobs_from_logits_backward")
 def _backward_vmap(info, in_dims, grad_logp, grad_lse, logits, targets, lse, ignore_index):
     """The backward is batched over rows already: a vmapped call is one call on more rows."""
     size = info.batch_size
-    grad_logp, grad_lse, logits, targets, lse = (
-        _batch_first(tensor, dim, size) for tensor, dim in zip((grad_logp, grad_lse, logits, targets, lse), in_dims))
+    grad_logp, grad_lse, logits, targets, lse = (plumbing.batch_first(tensor, dim, size) for tensor, dim
+                                                 in zip((grad_logp, grad_lse, logits, targets, lse), in_dims))
     vocab = logits.shape[-1]
     grad_logits = torch.ops.moafast.logprobs_from_logits_backward(
         grad_logp.reshape(-1), None if grad_lse is None else grad_lse.reshape(-1), logits.reshape(-1, vocab),
@@ -152,28 +145,16 @@ def _backward_vmap(info, in_dims, grad_logp, grad_lse, logits, targets, lse, ign
     return grad_logits.view(size, -1, vocab), 0
 
 
-class _UnderTransforms(torch.autograd.Function):
-    """The op for torch.func transforms: the same kernels and backward, with ``setup_context`` and a vmap rule
-    (the op is batched over rows already, so a vmapped call is one call on more rows)."""
+def _vmap(info, in_dims, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int):
+    """The op is batched over rows already: a vmapped call is one call on more rows."""
+    size = info.batch_size
+    logits, targets = plumbing.batch_first(logits, in_dims[0], size), plumbing.batch_first(targets, in_dims[1], size)
+    logp, lse = _UnderTransforms.apply(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index)
+    return (logp.view(size, -1), lse.view(size, -1)), (0, 0)
 
-    @staticmethod
-    def forward(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int):
-        return torch.ops.moafast.logprobs_from_logits(logits, targets, ignore_index)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _setup_context(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad_logp: torch.Tensor, grad_lse: torch.Tensor):
-        return _autograd_backward(ctx, grad_logp, grad_lse)
-
-    @staticmethod
-    def vmap(info, in_dims, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int):
-        size = info.batch_size
-        logits, targets = _batch_first(logits, in_dims[0], size), _batch_first(targets, in_dims[1], size)
-        logp, lse = _UnderTransforms.apply(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index)
-        return (logp.view(size, -1), lse.view(size, -1)), (0, 0)
+_UnderTransforms = plumbing.function_for_transforms(
+    "LogprobsFromLogits", torch.ops.moafast.logprobs_from_logits, _setup_context, _autograd_backward, _vmap)
 
 
 def logprobs_from_logits(

@@ -292,25 +292,8 @@ def _tilted_logits_backward(ctx, grad):
 torch.library.register_autograd("moafast::tilted_logits", _tilted_logits_backward, setup_context=_tilted_logits_setup)
 
 
-class _TiltedLogitsUnderTransforms(torch.autograd.Function):
-    """``tilted_logits`` for torch.func transforms (torch.library's generated autograd cannot take part in them:
-    pytorch/pytorch#168393): the same kernel and backward; vmap runs it through PyTorch's per-element loop."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(logits, values, coefficients, candidates, inverse_temperature: float, top_k: int, top_p: float,
-                min_p: float):
-        return torch.ops.moafast.tilted_logits(logits, values, coefficients, candidates, inverse_temperature, top_k,
-                                               top_p, min_p)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _tilted_logits_setup(ctx, inputs, output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _tilted_logits_backward(ctx, grad)
+_TiltedLogitsUnderTransforms = plumbing.function_for_transforms(
+    "TiltedLogits", torch.ops.moafast.tilted_logits, _tilted_logits_setup, _tilted_logits_backward)
 
 
 def tilted_logits(logits: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, beta: float | torch.Tensor,
