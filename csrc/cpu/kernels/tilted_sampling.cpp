@@ -171,21 +171,21 @@ void part_maxima_counting_bad(const float* x, int64_t count, float* part_maxima,
 template <typename A> struct RunningLogsumexp {
   A max = negative_infinity<A>(), sum = 0;
 
-  // Adds a block and returns its max.
-  A add(const A* x, int64_t count) {
-    const A local_max = block_max(x, count);
+  // Adds a block whose max (NaN never wins) the caller has already.
+  void add(const A* x, int64_t count, A local_max) {
     if (local_max > max) {
       sum = max == negative_infinity<A>() ? A(0) : sum * bounded_exp(max - local_max);
       max = local_max;
     }
-    if (max == negative_infinity<A>()) return local_max;
+    if (max == negative_infinity<A>()) return;
     A local_sum = 0;
     const A reference = max;
 #pragma omp simd reduction(+ : local_sum)
     for (int64_t j = 0; j < count; ++j) local_sum += bounded_exp(x[j] - reference);
     sum += local_sum;
-    return local_max;
   }
+
+  void add(const A* x, int64_t count) { add(x, count, block_max(x, count)); }
 
   // -inf for a row of -inf; NaN or +inf when the row holds them.
   double value() const {
@@ -551,14 +551,15 @@ void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<ty
   for (int64_t begin = 0; begin < vocab; begin += kBlock) {
     const int64_t count = std::min(kBlock, vocab - begin);
     load_scaled<T>(logits, begin, count, scale, x);
-    lse.add(x, count);
+    A* block_maxima = maxima.data() + begin / kSelectBlock;
     if constexpr (std::is_same_v<A, float>) {
       float unused = 0.0f;
-      part_maxima_counting_bad<false>(x, count, maxima.data() + begin / kSelectBlock, unused);
+      part_maxima_counting_bad<false>(x, count, block_maxima, unused);
     } else {
       for (int64_t part = 0; part < count; part += kSelectBlock)
-        maxima[(begin + part) / kSelectBlock] = block_max(x + part, std::min(kSelectBlock, count - part));
+        block_maxima[part / kSelectBlock] = block_max(x + part, std::min(kSelectBlock, count - part));
     }
+    lse.add(x, count, block_max(block_maxima, (count + kSelectBlock - 1) / kSelectBlock));  // the parts' max
   }
   A bound = negative_infinity<A>();
   if (blocks > k) {
