@@ -61,6 +61,35 @@ def test_tilted_logits_float64_exact(cpu_isa: str, shape, filters, before_tilt) 
     assert_close(ours, expected, dtype=torch.float64, atol=1e-12, rtol=1e-12, name=f"tilted[{cpu_isa}]")
 
 
+def top_p_rows(vocab: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows for the two ways the kernel finds top-p's threshold: peaked rows (most of the mass within a few nats
+    of the max, where the part maxima bound a cut and only the entries above it are binned), a flat row (the
+    maxima never reach the target: every entry is binned), and a peaked row with entries exactly on every
+    whole-nat cut below its max (they sit in the cut's own bin, outside the bins the cut fills)."""
+    generator = torch.Generator().manual_seed(7)
+    peaked = torch.randn(2, vocab, generator=generator, dtype=torch.float64) * 6.0
+    flat = torch.randn(1, vocab, generator=generator, dtype=torch.float64) * 0.05
+    on_cuts = torch.randn(1, vocab, generator=generator, dtype=torch.float64) * 4.0
+    top = float(on_cuts.max())
+    for nats in range(1, 17):
+        on_cuts[0, nats * 97: nats * 97 + 40] = top - nats
+    return torch.cat([peaked, flat, on_cuts]).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.999, 1.0 - 1e-7])
+def test_top_p_alone_on_peaked_flat_and_tied_rows(cpu_isa: str, dtype, top_p) -> None:
+    rows = top_p_rows(20011, dtype)
+    no_values, no_weights = torch.zeros(0, *rows.shape, dtype=dtype), torch.zeros(rows.shape[0], 0, dtype=torch.float64)
+    ours = tilted_logits(rows, no_values, no_weights, 0.0, top_p=top_p)
+    kept = reference_filter(rows, top_p=top_p) > NEG_INF
+    assert torch.equal(ours > NEG_INF, kept), f"kept sets differ [{cpu_isa}]"
+    tokens = tilted_sample(rows, no_values, no_weights, 0.0, seed=3, top_p=top_p)
+    ref_tokens, _, _ = reference.tilted_sample(rows.double(), no_values.double(), no_weights, 0.0,
+                                               **keys(rows.shape[0], 3), top_p=top_p)
+    assert torch.equal(tokens, ref_tokens), f"{tokens} != {ref_tokens} [{cpu_isa}]"
+
+
 @pytest.mark.parametrize("dtype", DTYPES[1:])
 @pytest.mark.parametrize("filters", FILTERS)
 def test_tilted_logits_low_precision(cpu_isa: str, dtype, filters) -> None:

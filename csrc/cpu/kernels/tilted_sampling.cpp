@@ -28,7 +28,7 @@ constexpr int kBins = kBinsPerNat * kBinNats + 1;
 constexpr int64_t kSortedTopPLimit = 8192;
 
 template <typename A> struct Workspace {
-  std::vector<A> tilted, selection, maxima;
+  std::vector<A> tilted, selection, maxima, taken;
   std::vector<double> block_mass, bin_mass;
 };
 
@@ -342,6 +342,83 @@ template <typename A> int mass_bin(A value, A max) {
   return distance < A(kBins - 1) ? static_cast<int>(distance) : kBins - 1;
 }
 
+// Mass of the kept entries (t >= threshold) relative to exp(max), per block of kBlock entries and in total.
+// A kSelectBlock-entry part whose max is below the threshold costs nothing.
+template <typename A>
+double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass,
+                 const std::vector<A>& maxima) {
+  block_mass.resize((width + kBlock - 1) / kBlock);
+  double total = 0.0;
+  for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
+    const int64_t count = std::min(kBlock, width - begin);
+    const A* x = t + begin;
+    A sum = 0;
+    if (threshold == negative_infinity<A>()) {  // nothing filtered: a -inf entry's exp is 0 anyway
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < count; ++j) sum += bounded_exp(x[j] - max);
+    } else {
+      for (int64_t part = 0; part < count; part += kSelectBlock) {
+        if (!(maxima[(begin + part) / kSelectBlock] >= threshold)) continue;  // nothing kept: no exp
+        const int64_t end = std::min(part + kSelectBlock, count);
+        A part_sum = 0;
+#pragma omp simd reduction(+ : part_sum)
+        for (int64_t j = part; j < end; ++j) part_sum += x[j] >= threshold ? bounded_exp(x[j] - max) : A(0);
+        sum += part_sum;
+      }
+    }
+    block_mass[block] = static_cast<double>(sum);
+    total += static_cast<double>(sum);
+  }
+  return total;
+}
+
+// Appends the entries of x[0, count) at or above `low` to out[size...] (room for count more) and returns the
+// new size. Sixteen entries at a time are tested on vector lanes; in a group that holds one, every entry is
+// written and only those kept advance the size (no branch on each entry).
+template <typename A> size_t append_at_or_above(const A* x, int64_t count, A low, A* out, size_t size) {
+  constexpr int64_t kGroup = 16;
+  for (int64_t j = 0; j < count; j += kGroup) {
+    const int64_t end = std::min(j + kGroup, count);
+    int hits = 0;
+#pragma omp simd reduction(| : hits)
+    for (int64_t i = j; i < end; ++i) hits |= x[i] >= low;
+    if (!hits) continue;
+    for (int64_t i = j; i < end; ++i) {
+      out[size] = x[i];
+      size += x[i] >= low;
+    }
+  }
+  return size;
+}
+
+// The cut, in whole nats below the max (at most kMaxCutNats), down to which the part maxima alone reach the
+// target mass; 0 when they never do. The maxima are entries, so the row's mass above that cut reaches the target
+// too, and in a peaked row (most of the mass in a few entries, each likely its part's max) the cut is close.
+constexpr int kMaxCutNats = 16;
+template <typename A> int sufficient_cut_nats(const std::vector<A>& maxima, A floor, A max, double target) {
+  double mass_by_nat[kMaxCutNats + 1] = {};  // the last one collects the maxima further down
+  const int64_t parts = static_cast<int64_t>(maxima.size());
+  A masses[kSelectBlock];
+  int nats[kSelectBlock];
+  for (int64_t begin = 0; begin < parts; begin += kSelectBlock) {
+    const int64_t count = std::min(kSelectBlock, parts - begin);
+    const A* part_max = maxima.data() + begin;
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) {
+      masses[j] = part_max[j] >= floor ? bounded_exp(part_max[j] - max) : A(0);
+      const A distance = max - part_max[j];
+      nats[j] = distance < A(kMaxCutNats) ? static_cast<int>(distance) : kMaxCutNats;
+    }
+    for (int64_t j = 0; j < count; ++j) mass_by_nat[nats[j]] += static_cast<double>(masses[j]);
+  }
+  double mass = 0.0;
+  for (int nat = 0; nat < kMaxCutNats; ++nat) {
+    mass += mass_by_nat[nat];
+    if (mass >= target) return nat + 1;
+  }
+  return 0;
+}
+
 // Top-p over the survivors t >= floor: the largest tau whose tie-inclusive upper mass reaches p of theirs.
 template <typename A>
 A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace<A>& ws) {
@@ -361,7 +438,34 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
       return scan_sorted(survivors, max, 0.0, p * total);
     }
   }
+  const double target = p * kept_mass(t, width, floor, max, ws.block_mass, ws.maxima);
   std::vector<double>& bins = ws.bin_mass;
+  // The entries from the max down to a cut fill every bin before the cut's own exactly (an entry below the cut
+  // lies in the cut's bin or later), so when the running mass of those bins reaches the target, its bin is
+  // found among those entries alone. The cut comes from the part maxima (their mass above it reaches the
+  // target); when they give none, or rounding leaves the bins before the cut short of it, every entry is binned.
+  if (const int cut_nats = sufficient_cut_nats(ws.maxima, floor, max, target)) {
+    const A cut = max - A(cut_nats), low = std::max(cut, floor);
+    std::vector<A>& taken = ws.taken;
+    if (taken.size() <= static_cast<size_t>(width)) taken.resize(width + 1);  // append_at_or_above writes one past
+    size_t size = 0;
+    for (int64_t begin = 0; begin < width; begin += kSelectBlock)
+      if (ws.maxima[begin / kSelectBlock] >= low)
+        size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), low, taken.data(), size);
+    bins.assign(kBins, 0.0);
+    for (size_t i = 0; i < size; ++i)
+      bins[mass_bin(taken[i], max)] += static_cast<double>(bounded_exp(taken[i] - max));
+    const int cut_bin = mass_bin(cut, max);
+    double before = 0.0;
+    int bin = 0;
+    for (; bin < cut_bin && before + bins[bin] < target; ++bin) before += bins[bin];
+    if (bin < cut_bin) {
+      survivors.clear();
+      for (size_t i = 0; i < size; ++i)
+        if (mass_bin(taken[i], max) == bin) survivors.push_back(taken[i]);
+      return scan_sorted(survivors, max, before, target);
+    }
+  }
   bins.assign(kBins, 0.0);
   A masses[kSelectBlock];
   int indices[kSelectBlock];
@@ -375,16 +479,17 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
     }
     for (int64_t j = 0; j < count; ++j) bins[indices[j]] += static_cast<double>(masses[j]);
   }
-  double total = 0.0;
+  double total = 0.0;  // the bins' own total, so that their running sum surely reaches p of it
   for (const double mass : bins) total += mass;
-  const double target = p * total;
+  const double full_target = p * total;
   double before = 0.0;
   int bin = 0;
-  for (; bin < kBins - 1 && before + bins[bin] < target; ++bin) before += bins[bin];
+  for (; bin < kBins - 1 && before + bins[bin] < full_target; ++bin) before += bins[bin];
   // The entries in that bin: few (about one in the number of bins in use), so each block is first tested on
   // vector lanes and only a block that holds one is scanned.
   survivors.clear();
   for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+    if (mass_bin(ws.maxima[begin / kSelectBlock], max) > bin) continue;  // its entries all sit in later bins
     const int64_t count = std::min(kSelectBlock, width - begin);
     const A* x = t + begin;
     int hits = 0;
@@ -394,38 +499,14 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
     for (int64_t j = 0; j < count; ++j)
       if (x[j] >= floor && mass_bin(x[j], max) == bin) survivors.push_back(x[j]);
   }
-  return scan_sorted(survivors, max, before, target);
+  return scan_sorted(survivors, max, before, full_target);
 }
 
-// Mass of the kept entries (t >= threshold) relative to exp(max), per block of kBlock entries and in total.
-// A block whose parts' maxima are all below the threshold costs nothing.
-template <typename A>
-double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<double>& block_mass,
-                 const std::vector<A>& maxima) {
-  block_mass.resize((width + kBlock - 1) / kBlock);
-  double total = 0.0;
-  for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
-    const int64_t count = std::min(kBlock, width - begin);
-    const A* x = t + begin;
-    A sum = 0;
-    A local_max = negative_infinity<A>();
-    for (int64_t part = begin / kSelectBlock; part * kSelectBlock < begin + count; ++part)
-      local_max = maxima[part] > local_max ? maxima[part] : local_max;
-    if (threshold > negative_infinity<A>() && !(local_max >= threshold)) {  // nothing kept: no exp
-      block_mass[block] = 0.0;
-      continue;
-    }
-    if (threshold == negative_infinity<A>()) {  // nothing filtered: a -inf entry's exp is 0 anyway
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < count; ++j) sum += bounded_exp(x[j] - max);
-    } else {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < count; ++j) sum += x[j] >= threshold ? bounded_exp(x[j] - max) : A(0);
-    }
-    block_mass[block] = static_cast<double>(sum);
-    total += static_cast<double>(sum);
-  }
-  return total;
+// The last kept entry of t[begin, begin + count) (-1 when none is).
+template <typename A> int64_t last_kept_in(const A* t, int64_t begin, int64_t count, A threshold) {
+  for (int64_t j = begin + count - 1; j >= begin; --j)
+    if (t[j] >= threshold && t[j] > negative_infinity<A>()) return j;
+  return -1;
 }
 
 // Inverse CDF in index order: the first kept entry whose running mass passes u * total.
@@ -434,20 +515,17 @@ int64_t draw(const A* t, int64_t width, A threshold, A max, const std::vector<do
              double u) {
   const double target = u * total;
   double before = 0.0;
-  int64_t last_kept = -1;
+  int64_t last_block = -1;  // the last block with mass before the one that passes the target
   for (int64_t begin = 0, block = 0; begin < width; begin += kBlock, ++block) {
     if (block_mass[block] == 0.0) continue;
     const int64_t count = std::min(kBlock, width - begin);
     if (before + block_mass[block] <= target) {
       before += block_mass[block];
-      for (int64_t j = begin + count - 1; j >= begin; --j)
-        if (t[j] >= threshold && t[j] > negative_infinity<A>()) {
-          last_kept = j;
-          break;
-        }
+      last_block = block;
       continue;
     }
     double mass = before;
+    int64_t last_kept = -1;
     for (int64_t j = begin; j < begin + count; ++j) {
       if (!(t[j] >= threshold) || t[j] == negative_infinity<A>()) continue;
       last_kept = j;
@@ -456,7 +534,9 @@ int64_t draw(const A* t, int64_t width, A threshold, A max, const std::vector<do
     }
     return last_kept;  // the block's own sum came out above its scan: rounding; its last kept entry
   }
-  return last_kept;
+  // The blocks' sums came out below u * total (rounding): the last kept entry.
+  if (last_block < 0) return -1;
+  return last_kept_in(t, last_block * kBlock, std::min(kBlock, width - last_block * kBlock), threshold);
 }
 
 // Loads a * l[begin, begin + count) into x.
