@@ -1,5 +1,6 @@
-// The 3-D front of a 4-D (or 5-D) sweep as columns in x order and in z order, and the exclusive 3-D volume a row
-// adds to it: the per-row step of the sweeps in hv_volume_4d.cpp and hv_volume_5d.cpp. O(front) per row.
+// The 3-D front of a 4-D (or 5-D) sweep as columns in x order and in z order, the exclusive 3-D volume a row
+// adds to it, and the row's insertion: the per-row step of the sweeps in hv_volume_4d.cpp and hv_volume_5d.cpp.
+// O(front) per row.
 #pragma once
 
 #include <algorithm>
@@ -44,6 +45,23 @@ struct FrontColumns {
     size = 0;
   }
 
+  // The rows just before q's place `at` that share q's `key` column stay there unless q dominates them,
+  // compacted; returns the slot where q goes.
+  size_t keep_ties(const double* q, int key, size_t at) {
+    const std::vector<double>& keys = key == 0 ? x : z;
+    size_t first = at;
+    while (first > 0 && keys[first - 1] == q[key]) --first;
+    size_t write = first;
+    for (size_t j = first; j < at; ++j) {
+      if (dominated_by(q, j)) continue;
+      x[write] = x[j];
+      y[write] = y[j];
+      z[write] = z[j];
+      ++write;
+    }
+    return write;
+  }
+
   // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's (`place`, if
   // known: exclusive_3d finds it). Rows with a lower key cannot be dominated by q; the rows after q's place shift
   // by one in a single pass that also drops the dominated ones (each row moves into the slot after it).
@@ -52,16 +70,7 @@ struct FrontColumns {
     const size_t at = place != kPlaceUnknown
                           ? place
                           : std::upper_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
-    size_t first = at;
-    while (first > 0 && keys[first - 1] == q[key]) --first;
-    size_t write = first;
-    for (size_t j = first; j < at; ++j) {  // rows with q's key (ties): kept unless dominated
-      if (dominated_by(q, j)) continue;
-      x[write] = x[j];
-      y[write] = y[j];
-      z[write] = z[j];
-      ++write;
-    }
+    size_t write = keep_ties(q, key, at);
     // On a long tail, first which rows q dominates, two at a time in vector lanes: on scalars GCC makes the three
     // comparisons branches, mispredicted often.
     constexpr size_t kFlagsFrom = 16;
@@ -92,6 +101,36 @@ struct FrontColumns {
 
  private:
   bool dominated_by(const double* q, size_t j) const { return (q[0] <= x[j]) & (q[1] <= y[j]) & (q[2] <= z[j]); }
+};
+
+// Puts q into a front order at slot `write` (from FrontColumns::keep_ties) while a pass reads the rows after
+// its place in order: each row q does not weakly dominate moves into the slot after it (q's into the first).
+class CarriedInsert {
+ public:
+  CarriedInsert(FrontColumns& rows, const double* q, size_t write)
+      : rows_(rows), q_(q), write_(write), x_(q[0]), y_(q[1]), z_(q[2]) {}
+
+  void pass(double x, double y, double z) {
+    if ((q_[0] <= x) & (q_[1] <= y) & (q_[2] <= z)) return;  // one branch, rarely taken
+    rows_.x[write_] = x_;
+    rows_.y[write_] = y_;
+    rows_.z[write_] = z_;
+    x_ = x, y_ = y, z_ = z;
+    ++write_;
+  }
+
+  void finish() {
+    rows_.x[write_] = x_;
+    rows_.y[write_] = y_;
+    rows_.z[write_] = z_;
+    rows_.size = write_ + 1;
+  }
+
+ private:
+  FrontColumns& rows_;
+  const double* q_;
+  size_t write_;
+  double x_, y_, z_;
 };
 
 // The lowest y among the first `count` rows with z <= level (`none` if there is none): a masked minimum over
@@ -165,6 +204,72 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
     }
     covered_area += staircase.insert(x, y, ref[0], ref[1]);
   }
+  covered_volume += covered_area * (ref[2] - height);
+  return box_area * (ref[2] - q[2]) - covered_volume;
+}
+
+// exclusive_3d, and q put into the front in both orders (the rows it weakly dominates dropped) unless a row
+// covers it: then 0, and nothing changes. On a long front, where only the rows left of q in x can cover it
+// (checked first), the x-order pass and the third-objective walk of exclusive_3d also move their order's rows
+// on past q's place as they read them, instead of update() passing over them again.
+inline double add_exclusive_3d(const double* q, FrontColumns& by_x, FrontColumns& by_z, const double* ref,
+                               ArrayStaircase& staircase) {
+  constexpr size_t kFusedFrom = 8;  // exclusive_3d's kLeftMinimumFrom: on a shorter front any row may cover q
+  if (by_x.size < kFusedFrom) {
+    FrontPlaces places;
+    const double added = exclusive_3d(q, by_x, by_z, ref, staircase, places);
+    if (added > 0.0) {
+      by_x.update(q, 0, places.by_x);
+      by_z.update(q, 2, places.by_z);
+    }
+    return added;
+  }
+  const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
+  const size_t right = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
+  const double left_y = std::max(q[1], lowest_y_at_or_below(by_x, right, q[2], ref[1]));
+  if (left_y == q[1]) return 0.0;  // a row left of q and below it in y and z covers q
+  size_t steps = 0;
+  double level = ref[1], covered_area = 0.0;
+  if (left_y < ref[1]) {
+    covered_area = (ref[0] - q[0]) * (ref[1] - left_y);
+    staircase.xs[0] = q[0];
+    staircase.ys[0] = left_y;
+    steps = 1;
+    level = left_y;
+  }
+  CarriedInsert into_x(by_x, q, by_x.keep_ties(q, 0, right));
+  for (size_t j = right; j < by_x.size; ++j) {  // every x here exceeds q's: the row's clipped x is its own
+    const double x = by_x.x[j], row_y = by_x.y[j], z = by_x.z[j];
+    const double y = std::max(q[1], row_y);
+    if (level > q[1] && !(z > q[2]) && y < level) {  // a step of the staircase at q's level
+      covered_area += (ref[0] - x) * (level - y);
+      if (steps > 0 && staircase.xs[steps - 1] == x) --steps;
+      staircase.xs[steps] = x;
+      staircase.ys[steps] = y;
+      ++steps;
+      level = y;
+    }
+    into_x.pass(x, row_y, z);
+  }
+  into_x.finish();
+  staircase.size = steps;
+  const size_t above = std::upper_bound(by_z.z.begin(), by_z.z.begin() + by_z.size, q[2]) - by_z.z.begin();
+  double covered_volume = 0.0, height = q[2];
+  CarriedInsert into_z(by_z, q, by_z.keep_ties(q, 2, above));
+  for (size_t j = above; j < by_z.size; ++j) {
+    const double row_x = by_z.x[j], row_y = by_z.y[j], z = by_z.z[j];
+    if (covered_area < box_area) {
+      covered_volume += covered_area * (z - height);
+      height = z;
+      const double x = std::max(q[0], row_x), y = std::max(q[1], row_y);
+      if (x == q[0] && y == q[1])  // covers q's (x, y) box from here up (see exclusive_3d)
+        covered_area = box_area;
+      else
+        covered_area += staircase.insert(x, y, ref[0], ref[1]);
+    }
+    into_z.pass(row_x, row_y, z);
+  }
+  into_z.finish();
   covered_volume += covered_area * (ref[2] - height);
   return box_area * (ref[2] - q[2]) - covered_volume;
 }

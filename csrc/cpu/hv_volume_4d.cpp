@@ -69,12 +69,7 @@ double volume_4d_in_order(const PointSet& rows, const double* ref, const double*
       volume_3d_so_far = (ref[0] - cover[0]) * (ref[1] - cover[1]) * (ref[2] - cover[2]);
       break;
     }
-    FrontPlaces places;
-    const double added = exclusive_3d(q, by_x, by_z, ref, staircase, places);
-    if (added <= 0.0) continue;
-    volume_3d_so_far += added;
-    by_x.update(q, 0, places.by_x);
-    by_z.update(q, 2, places.by_z);
+    volume_3d_so_far += add_exclusive_3d(q, by_x, by_z, ref, staircase);
   }
   return total + volume_3d_so_far * (ref[3] - level);
 }

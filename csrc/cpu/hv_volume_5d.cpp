@@ -163,12 +163,7 @@ double exclusive_4d(const double* p, const Front4d& front, const double* ref, Sc
       break;
     }
     const double clipped[3] = {std::max(p[0], q[0]), std::max(p[1], q[1]), std::max(p[2], q[2])};
-    FrontPlaces places;
-    const double added = exclusive_3d(clipped, by_x, by_z, ref, scratch.staircase, places);
-    if (added <= 0.0) continue;
-    volume_3d += added;
-    by_x.update(clipped, 0, places.by_x);
-    by_z.update(clipped, 2, places.by_z);
+    volume_3d += add_exclusive_3d(clipped, by_x, by_z, ref, scratch.staircase);
   }
   total += volume_3d * (ref[3] - level);
   return box_volume_4d(p, ref) - total;
