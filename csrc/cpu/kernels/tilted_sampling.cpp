@@ -447,11 +447,12 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
   if (const int cut_nats = sufficient_cut_nats(ws.maxima, floor, max, target)) {
     const A cut = max - A(cut_nats), low = std::max(cut, floor);
     std::vector<A>& taken = ws.taken;
-    if (taken.size() <= static_cast<size_t>(width)) taken.resize(width + 1);  // append_at_or_above writes one past
     size_t size = 0;
-    for (int64_t begin = 0; begin < width; begin += kSelectBlock)
-      if (ws.maxima[begin / kSelectBlock] >= low)
-        size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), low, taken.data(), size);
+    for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+      if (!(ws.maxima[begin / kSelectBlock] >= low)) continue;
+      if (taken.size() < size + kSelectBlock) taken.resize(2 * (size + kSelectBlock));  // room for a whole part
+      size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), low, taken.data(), size);
+    }
     bins.assign(kBins, 0.0);
     for (size_t i = 0; i < size; ++i)
       bins[mass_bin(taken[i], max)] += static_cast<double>(bounded_exp(taken[i] - max));
