@@ -4,6 +4,7 @@
 // comparison with the row max, the draw by block masses and one scan inside the chosen block.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <type_traits>
@@ -325,16 +326,44 @@ A kth_largest(const A* t, int64_t width, int64_t k, const std::vector<A>& maxima
   return buffer[k - 1];
 }
 
-// Among sorted-descending values with masses e, the value at which the running mass first reaches target.
-template <typename A>
-A scan_sorted(std::vector<A>& values, A max, double mass_before, double target) {
-  std::sort(values.begin(), values.end(), std::greater<A>());
-  double mass = mass_before;
-  for (const A value : values) {
-    mass += static_cast<double>(bounded_exp(value - max));
-    if (mass >= target) return value;
+// The largest value v of [first, last) (reordered in place) whose tie-inclusive upper mass, mass_before + the sum of
+// exp(x - max) over the values x >= v, reaches target; the smallest value when rounding keeps every sum below
+// it, max when there are none. A selection, not a sort: each step splits the values around a pivot (larger,
+// equal, smaller), keeps the side that holds the answer and adds the mass of the larger ones it passes, so a
+// flat row's crowded bin costs a few linear passes; the last few values are sorted and scanned.
+template <typename A> A top_p_among(A* first, A* last, A max, double mass_before, double target) {
+  constexpr std::ptrdiff_t kSortUpTo = 32;
+  auto mass_of = [max](const A* begin, const A* end) {
+    double mass = 0.0;
+    for (const A* it = begin; it != end; ++it) mass += static_cast<double>(bounded_exp(*it - max));
+    return mass;
+  };
+  if (first == last) return max;
+  A *low = first, *high = last;  // the values that may hold the answer
+  A passed = max;  // the last pivot passed: the smallest value above the range
+  double before = mass_before;
+  while (high - low > kSortUpTo) {
+    const A a = *low, b = low[(high - low) / 2], c = *(high - 1);
+    const A pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));  // the median of three
+    const auto larger_end = std::partition(low, high, [pivot](A x) { return x > pivot; });
+    const auto equal_end = std::partition(larger_end, high, [pivot](A x) { return x == pivot; });
+    const double larger = mass_of(low, larger_end);
+    if (larger_end != low && before + larger >= target) {
+      high = larger_end;
+      continue;
+    }
+    before += larger + mass_of(larger_end, equal_end);
+    if (before >= target) return pivot;
+    passed = pivot;
+    low = equal_end;
   }
-  return values.empty() ? max : values.back();
+  if (low == high) return passed;
+  std::sort(low, high, std::greater<A>());
+  for (const A* it = low; it != high; ++it) {
+    before += static_cast<double>(bounded_exp(*it - max));
+    if (before >= target) return *it;
+  }
+  return *(high - 1);
 }
 
 template <typename A> int mass_bin(A value, A max) {
@@ -435,7 +464,7 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
     if (static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit) {
       double total = 0.0;
       for (const A value : survivors) total += static_cast<double>(bounded_exp(value - max));
-      return scan_sorted(survivors, max, 0.0, p * total);
+      return top_p_among(survivors.data(), survivors.data() + survivors.size(), max, 0.0, p * total);
     }
   }
   const double target = p * kept_mass(t, width, floor, max, ws.block_mass, ws.maxima);
@@ -461,10 +490,12 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
     int bin = 0;
     for (; bin < cut_bin && before + bins[bin] < target; ++bin) before += bins[bin];
     if (bin < cut_bin) {
-      survivors.clear();
-      for (size_t i = 0; i < size; ++i)
-        if (mass_bin(taken[i], max) == bin) survivors.push_back(taken[i]);
-      return scan_sorted(survivors, max, before, target);
+      size_t in_bin = 0;
+      for (size_t i = 0; i < size; ++i) {
+        taken[in_bin] = taken[i];
+        in_bin += mass_bin(taken[i], max) == bin;
+      }
+      return top_p_among(taken.data(), taken.data() + in_bin, max, before, target);
     }
   }
   bins.assign(kBins, 0.0);
@@ -486,9 +517,10 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
   double before = 0.0;
   int bin = 0;
   for (; bin < kBins - 1 && before + bins[bin] < full_target; ++bin) before += bins[bin];
-  // The entries in that bin: few (about one in the number of bins in use), so each block is first tested on
-  // vector lanes and only a block that holds one is scanned.
-  survivors.clear();
+  // The entries in that bin, from the parts that can hold one (tested on vector lanes first); in a flat row
+  // that is most of them, hence no branch on each entry.
+  std::vector<A>& taken = ws.taken;
+  size_t size = 0;
   for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
     if (mass_bin(ws.maxima[begin / kSelectBlock], max) > bin) continue;  // its entries all sit in later bins
     const int64_t count = std::min(kSelectBlock, width - begin);
@@ -497,10 +529,13 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
 #pragma omp simd reduction(| : hits)
     for (int64_t j = 0; j < count; ++j) hits |= (x[j] >= floor) & (mass_bin(x[j], max) == bin);
     if (!hits) continue;
-    for (int64_t j = 0; j < count; ++j)
-      if (x[j] >= floor && mass_bin(x[j], max) == bin) survivors.push_back(x[j]);
+    if (taken.size() < size + kSelectBlock) taken.resize(2 * (size + kSelectBlock));
+    for (int64_t j = 0; j < count; ++j) {
+      taken[size] = x[j];
+      size += (x[j] >= floor) & (mass_bin(x[j], max) == bin);
+    }
   }
-  return scan_sorted(survivors, max, before, full_target);
+  return top_p_among(taken.data(), taken.data() + size, max, before, full_target);
 }
 
 // The last kept entry of t[begin, begin + count) (-1 when none is).
