@@ -153,6 +153,23 @@ inline double lowest_y_at_or_below(const FrontColumns& rows, size_t count, doubl
   return lowest;
 }
 
+// The staircase at q's level from the rows left of q (the first `right` rows in x order, x <= q_x): they all
+// clip to q_x, so only the lowest y among those at or below q's level counts, as its first step (`steps`,
+// `level` and `covered_area` start from there). False when one of them covers q.
+inline bool start_from_the_left(const double* q, const FrontColumns& by_x, size_t right, const double* ref,
+                                ArrayStaircase& staircase, size_t& steps, double& level, double& covered_area) {
+  const double left_y = std::max(q[1], lowest_y_at_or_below(by_x, right, q[2], ref[1]));
+  if (left_y == q[1]) return false;  // a row left of q and below it in y and z covers q
+  if (left_y < ref[1]) {
+    covered_area = (ref[0] - q[0]) * (ref[1] - left_y);
+    staircase.xs[0] = q[0];
+    staircase.ys[0] = left_y;
+    steps = 1;
+    level = left_y;
+  }
+  return true;
+}
+
 // The 3-D volume that q adds to the front: its box minus the union of {max(q, f)}. The front rows at or below
 // q's third objective form the staircase at q's level in one pass in x order; the rows above come in order of
 // their third objective, until q's (x, y) box is covered (from there up nothing is exclusive).
@@ -169,15 +186,7 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
   if (by_x.size >= kLeftMinimumFrom) {
     start = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
     places.by_x = start;
-    const double left_y = std::max(q[1], lowest_y_at_or_below(by_x, start, q[2], ref[1]));
-    if (left_y == q[1]) return 0.0;  // a row left of q and below it in y and z covers q
-    if (left_y < ref[1]) {
-      covered_area = (ref[0] - q[0]) * (ref[1] - left_y);
-      staircase.xs[0] = q[0];
-      staircase.ys[0] = left_y;
-      size = 1;
-      level = left_y;
-    }
+    if (!start_from_the_left(q, by_x, start, ref, staircase, size, level, covered_area)) return 0.0;
   }
   for (size_t j = start; j < by_x.size; ++j) {
     const double x = std::max(q[0], by_x.x[j]), y = std::max(q[1], by_x.y[j]);
@@ -226,17 +235,9 @@ inline double add_exclusive_3d(const double* q, FrontColumns& by_x, FrontColumns
   }
   const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
   const size_t right = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
-  const double left_y = std::max(q[1], lowest_y_at_or_below(by_x, right, q[2], ref[1]));
-  if (left_y == q[1]) return 0.0;  // a row left of q and below it in y and z covers q
   size_t steps = 0;
   double level = ref[1], covered_area = 0.0;
-  if (left_y < ref[1]) {
-    covered_area = (ref[0] - q[0]) * (ref[1] - left_y);
-    staircase.xs[0] = q[0];
-    staircase.ys[0] = left_y;
-    steps = 1;
-    level = left_y;
-  }
+  if (!start_from_the_left(q, by_x, right, ref, staircase, steps, level, covered_area)) return 0.0;
   CarriedInsert into_x(by_x, q, by_x.keep_ties(q, 0, right));
   for (size_t j = right; j < by_x.size; ++j) {  // every x here exceeds q's: the row's clipped x is its own
     const double x = by_x.x[j], row_y = by_x.y[j], z = by_x.z[j];
