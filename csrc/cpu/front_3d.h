@@ -153,6 +153,19 @@ inline double lowest_y_at_or_below(const FrontColumns& rows, size_t count, doubl
   return lowest;
 }
 
+// Appends the step (x, y), below `level`, to a staircase built in ascending x (replacing a step at the same x),
+// adds the area it covers between y and `level` to covered_area, and lowers `level` to y.
+// Forced inline: GCC kept it a call, 2% slower in the 4-D sweep.
+[[gnu::always_inline]] inline void append_step(ArrayStaircase& staircase, size_t& steps, double x, double y,
+                                               double ref_x, double& level, double& covered_area) {
+  covered_area += (ref_x - x) * (level - y);
+  if (steps > 0 && staircase.xs[steps - 1] == x) --steps;
+  staircase.xs[steps] = x;
+  staircase.ys[steps] = y;
+  ++steps;
+  level = y;
+}
+
 // The staircase at q's level from the rows left of q (the first `right` rows in x order, x <= q_x): they all
 // clip to q_x, so only the lowest y among those at or below q's level counts, as its first step (`steps`,
 // `level` and `covered_area` start from there). False when one of them covers q.
@@ -192,12 +205,7 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
     const double x = std::max(q[0], by_x.x[j]), y = std::max(q[1], by_x.y[j]);
     if ((by_x.z[j] > q[2]) | (y >= level)) continue;
     if (x == q[0] && y == q[1]) return 0.0;
-    covered_area += (ref[0] - x) * (level - y);
-    if (size > 0 && staircase.xs[size - 1] == x) --size;
-    staircase.xs[size] = x;
-    staircase.ys[size] = y;
-    ++size;
-    level = y;
+    append_step(staircase, size, x, y, ref[0], level, covered_area);
     if (level == q[1]) break;  // no later row clips below q_y: the staircase at q's level is complete
   }
   staircase.size = size;
@@ -242,14 +250,7 @@ inline double add_exclusive_3d(const double* q, FrontColumns& by_x, FrontColumns
   for (size_t j = right; j < by_x.size; ++j) {  // every x here exceeds q's: the row's clipped x is its own
     const double x = by_x.x[j], row_y = by_x.y[j], z = by_x.z[j];
     const double y = std::max(q[1], row_y);
-    if (level > q[1] && !(z > q[2]) && y < level) {  // a step of the staircase at q's level
-      covered_area += (ref[0] - x) * (level - y);
-      if (steps > 0 && staircase.xs[steps - 1] == x) --steps;
-      staircase.xs[steps] = x;
-      staircase.ys[steps] = y;
-      ++steps;
-      level = y;
-    }
+    if (level > q[1] && !(z > q[2]) && y < level) append_step(staircase, steps, x, y, ref[0], level, covered_area);
     into_x.pass(x, row_y, z);
   }
   into_x.finish();
