@@ -25,7 +25,7 @@ constexpr int kLanes = 16;
 constexpr int kBinsPerNat = 32;
 constexpr int kBinNats = 64;
 constexpr int kBins = kBinsPerNat * kBinNats + 1;
-// Top-p over at most this many survivors sorts them instead of binning the row.
+// Top-p over at most this many survivors selects among them directly instead of binning the row.
 constexpr int64_t kSortedTopPLimit = 8192;
 
 template <typename A> struct Workspace {
@@ -453,7 +453,7 @@ template <typename A>
 A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace<A>& ws) {
   std::vector<A>& survivors = ws.selection;
   survivors.clear();
-  if (floor > negative_infinity<A>()) {  // after top-k: usually few survivors, sorted directly
+  if (floor > negative_infinity<A>()) {  // after top-k: usually few survivors, selected among directly
     for (int64_t begin = 0; begin < width && static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit;
          begin += kSelectBlock) {
       const int64_t count = std::min(kSelectBlock, width - begin);
