@@ -525,14 +525,17 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
     if (mass_bin(ws.maxima[begin / kSelectBlock], max) > bin) continue;  // its entries all sit in later bins
     const int64_t count = std::min(kSelectBlock, width - begin);
     const A* x = t + begin;
-    int hits = 0;
+    int in_bin[kSelectBlock], hits = 0;
 #pragma omp simd reduction(| : hits)
-    for (int64_t j = 0; j < count; ++j) hits |= (x[j] >= floor) & (mass_bin(x[j], max) == bin);
+    for (int64_t j = 0; j < count; ++j) {
+      in_bin[j] = (x[j] >= floor) & (mass_bin(x[j], max) == bin);
+      hits |= in_bin[j];
+    }
     if (!hits) continue;
     if (taken.size() < size + kSelectBlock) taken.resize(2 * (size + kSelectBlock));
     for (int64_t j = 0; j < count; ++j) {
       taken[size] = x[j];
-      size += (x[j] >= floor) & (mass_bin(x[j], max) == bin);
+      size += in_bin[j];
     }
   }
   return top_p_among(taken.data(), taken.data() + size, max, before, full_target);
