@@ -21,17 +21,10 @@ inline Double2 load2(const double* values) {
   return pair;
 }
 
-// Where a row goes in a front order: after the rows whose key is at most its own (the upper bound).
-constexpr size_t kPlaceUnknown = ~size_t{0};
-struct FrontPlaces {
-  size_t by_x = kPlaceUnknown, by_z = kPlaceUnknown;
-};
-
 // The 3-D front as columns in one order (ascending third objective, or ascending first), so that a row's pass
 // reads it sequentially. Capacity for every row: updates never allocate.
 struct FrontColumns {
   std::vector<double> x, y, z;
-  std::vector<long long> dominated;  // update()'s flags on a long tail: nonzero where q dominates the row
   size_t size = 0;
 
   // Empty, with room for `capacity` rows.
@@ -40,7 +33,6 @@ struct FrontColumns {
       x.resize(capacity);
       y.resize(capacity);
       z.resize(capacity);
-      dominated.resize(capacity + 1);
     }
     size = 0;
   }
@@ -62,41 +54,10 @@ struct FrontColumns {
     return write;
   }
 
-  // Drops the rows q weakly dominates, then puts q after the rows whose `key` column is at most q's (`place`, if
-  // known: exclusive_3d finds it). Rows with a lower key cannot be dominated by q; the rows after q's place shift
-  // by one in a single pass that also drops the dominated ones (each row moves into the slot after it).
-  void update(const double* q, int key, size_t place) {
+  // Where q goes in the `key` order: after the rows whose key is at most its own.
+  size_t place_of(const double* q, int key) const {
     const std::vector<double>& keys = key == 0 ? x : z;
-    const size_t at = place != kPlaceUnknown
-                          ? place
-                          : std::upper_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
-    size_t write = keep_ties(q, key, at);
-    // On a long tail, first which rows q dominates, two at a time in vector lanes: on scalars GCC makes the three
-    // comparisons branches, mispredicted often.
-    constexpr size_t kFlagsFrom = 16;
-    const bool flagged = size - at >= kFlagsFrom;
-    if (flagged) {
-      typedef long long Mask2 __attribute__((vector_size(16)));
-      const Double2 q0 = {q[0], q[0]}, q1 = {q[1], q[1]}, q2 = {q[2], q[2]};
-      for (size_t j = at; j < size; j += 2) {  // the capacity has a row past the last one
-        const Mask2 mask = (q0 <= load2(x.data() + j)) & (q1 <= load2(y.data() + j)) & (q2 <= load2(z.data() + j));
-        __builtin_memcpy(dominated.data() + j, &mask, sizeof mask);
-      }
-    }
-    double carry_x = q[0], carry_y = q[1], carry_z = q[2];
-    for (size_t j = at; j < size; ++j) {
-      if (flagged ? dominated[j] != 0 : dominated_by(q, j)) continue;  // one branch, rarely taken
-      const double next_x = x[j], next_y = y[j], next_z = z[j];
-      x[write] = carry_x;
-      y[write] = carry_y;
-      z[write] = carry_z;
-      carry_x = next_x, carry_y = next_y, carry_z = next_z;
-      ++write;
-    }
-    x[write] = carry_x;
-    y[write] = carry_y;
-    z[write] = carry_z;
-    size = write + 1;
+    return std::upper_bound(keys.begin(), keys.begin() + size, q[key]) - keys.begin();
   }
 
  private:
@@ -132,6 +93,14 @@ class CarriedInsert {
   size_t write_;
   double x_, y_, z_;
 };
+
+// Drops the rows q weakly dominates and puts q into the `key` order at its place `at`, in one pass over the rows
+// after it.
+inline void insert_row(FrontColumns& rows, const double* q, int key, size_t at) {
+  CarriedInsert into(rows, q, rows.keep_ties(q, key, at));
+  for (size_t j = at; j < rows.size; ++j) into.pass(rows.x[j], rows.y[j], rows.z[j]);
+  into.finish();
+}
 
 // The lowest y among the first `count` rows with z <= level (`none` if there is none): a masked minimum over
 // independent lanes (a running minimum would chain every row to the one before).
@@ -183,25 +152,16 @@ inline bool start_from_the_left(const double* q, const FrontColumns& by_x, size_
   return true;
 }
 
-// The 3-D volume that q adds to the front: its box minus the union of {max(q, f)}. The front rows at or below
-// q's third objective form the staircase at q's level in one pass in x order; the rows above come in order of
-// their third objective, until q's (x, y) box is covered (from there up nothing is exclusive).
-inline double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumns& by_z, const double* ref,
-                           ArrayStaircase& staircase, FrontPlaces& places) {
+// The 3-D volume that q adds to a short front (where any row may cover q): its box minus the union of
+// {max(q, f)}. The front rows at or below q's third objective form the staircase at q's level in one pass in x
+// order; the rows above come in order of their third objective, until q's (x, y) box is covered (from there up
+// nothing is exclusive). `above`: q's place in the z order.
+inline double exclusive_3d(const double* q, const FrontColumns& by_x, const FrontColumns& by_z, size_t above,
+                           const double* ref, ArrayStaircase& staircase) {
   const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
-  places = FrontPlaces{};
-  size_t size = 0, start = 0;
+  size_t size = 0;
   double level = ref[1], covered_area = 0.0;
-  // On a long front, the rows left of q (x <= q_x) first: they all clip to q_x, so only the lowest y among
-  // those at or below q's level counts. On a short front the pass below alone is cheaper: it often meets a row
-  // covering q within a few rows.
-  constexpr size_t kLeftMinimumFrom = 8;
-  if (by_x.size >= kLeftMinimumFrom) {
-    start = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
-    places.by_x = start;
-    if (!start_from_the_left(q, by_x, start, ref, staircase, size, level, covered_area)) return 0.0;
-  }
-  for (size_t j = start; j < by_x.size; ++j) {
+  for (size_t j = 0; j < by_x.size; ++j) {
     const double x = std::max(q[0], by_x.x[j]), y = std::max(q[1], by_x.y[j]);
     if ((by_x.z[j] > q[2]) | (y >= level)) continue;
     if (x == q[0] && y == q[1]) return 0.0;
@@ -210,8 +170,7 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
   }
   staircase.size = size;
   double covered_volume = 0.0, height = q[2];
-  places.by_z = std::upper_bound(by_z.z.begin(), by_z.z.begin() + by_z.size, q[2]) - by_z.z.begin();
-  for (size_t j = places.by_z; j < by_z.size && covered_area < box_area; ++j) {
+  for (size_t j = above; j < by_z.size && covered_area < box_area; ++j) {
     covered_volume += covered_area * (by_z.z[j] - height);
     height = by_z.z[j];
     const double x = std::max(q[0], by_z.x[j]), y = std::max(q[1], by_z.y[j]);
@@ -225,24 +184,26 @@ inline double exclusive_3d(const double* q, const FrontColumns& by_x, const Fron
   return box_area * (ref[2] - q[2]) - covered_volume;
 }
 
-// exclusive_3d, and q put into the front in both orders (the rows it weakly dominates dropped) unless a row
-// covers it: then 0, and nothing changes. On a long front, where only the rows left of q in x can cover it
-// (checked first), the x-order pass and the third-objective walk of exclusive_3d also move their order's rows
-// on past q's place as they read them, instead of update() passing over them again.
+// The 3-D volume q adds to the front, and q put into the front in both orders (the rows it weakly dominates
+// dropped) unless a row covers it: then 0, and nothing changes. A short front goes through exclusive_3d and
+// insert_row. On a long front the rows left of q in x (x <= q_x) come first: they all clip to q_x, so one masked
+// minimum decides whether one covers q, and no other row can. The x-order pass that builds the staircase at q's
+// level and the walk up the third objective then also move their order's rows on past q's place as they read
+// them.
 inline double add_exclusive_3d(const double* q, FrontColumns& by_x, FrontColumns& by_z, const double* ref,
                                ArrayStaircase& staircase) {
-  constexpr size_t kFusedFrom = 8;  // exclusive_3d's kLeftMinimumFrom: on a shorter front any row may cover q
-  if (by_x.size < kFusedFrom) {
-    FrontPlaces places;
-    const double added = exclusive_3d(q, by_x, by_z, ref, staircase, places);
+  constexpr size_t kLongFrom = 8;  // on a shorter front the plain pass often meets a covering row within a few
+  if (by_x.size < kLongFrom) {
+    const size_t above = by_z.place_of(q, 2);
+    const double added = exclusive_3d(q, by_x, by_z, above, ref, staircase);
     if (added > 0.0) {
-      by_x.update(q, 0, places.by_x);
-      by_z.update(q, 2, places.by_z);
+      insert_row(by_x, q, 0, by_x.place_of(q, 0));
+      insert_row(by_z, q, 2, above);
     }
     return added;
   }
   const double box_area = (ref[0] - q[0]) * (ref[1] - q[1]);
-  const size_t right = std::upper_bound(by_x.x.begin(), by_x.x.begin() + by_x.size, q[0]) - by_x.x.begin();
+  const size_t right = by_x.place_of(q, 0);
   size_t steps = 0;
   double level = ref[1], covered_area = 0.0;
   if (!start_from_the_left(q, by_x, right, ref, staircase, steps, level, covered_area)) return 0.0;
@@ -255,7 +216,7 @@ inline double add_exclusive_3d(const double* q, FrontColumns& by_x, FrontColumns
   }
   into_x.finish();
   staircase.size = steps;
-  const size_t above = std::upper_bound(by_z.z.begin(), by_z.z.begin() + by_z.size, q[2]) - by_z.z.begin();
+  const size_t above = by_z.place_of(q, 2);
   double covered_volume = 0.0, height = q[2];
   CarriedInsert into_z(by_z, q, by_z.keep_ties(q, 2, above));
   for (size_t j = above; j < by_z.size; ++j) {
