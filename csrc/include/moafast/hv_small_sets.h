@@ -162,10 +162,10 @@ MOAFAST_HD int drop_twice_beaten(double* members, int* member_rows, int count) {
   for (int j = 0; j < count; ++j)
     for (int i = 0; i < width; ++i) beaters[i] += (x[j] < x[i]) & (y[j] < y[i]) & (z[j] < z[i]);
   int kept = 0;
-  for (int i = 0; i < count; ++i) {
-    if (beaters[i] > 1) continue;
+  for (int i = 0; i < count; ++i) {  // every row is written, and the dropped ones overwritten: no branch to miss
     members[kept * 3] = x[i], members[kept * 3 + 1] = y[i], members[kept * 3 + 2] = z[i];
-    member_rows[kept++] = member_rows[i];
+    member_rows[kept] = member_rows[i];
+    kept += beaters[i] < 2;
   }
   return kept;
 }

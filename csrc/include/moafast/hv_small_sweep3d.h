@@ -52,17 +52,20 @@ struct Sweep3d {
     return positive_part(lowest - py) * (ref[0] - px) - lost;
   }
 
+  // Each update stores a minimum, or a select between fresh values, whatever the condition: the compiler turns
+  // `a[i] = c ? v : a[i]` into a masked store, and the next vector load of that row waits for it to retire.
   MOAFAST_HD void activate(int q) {
     const double xq = x[q], yq = y[q];
     for (int i = 0; i < width; ++i) {
-      const bool earlier = before(xq, yq, q, x[i], y[i], i);
-      const bool lowest = earlier & (yq < first[i]);
-      const bool second_lowest = earlier & !lowest & (yq < second[i]);
-      second[i] = lowest ? first[i] : (second_lowest ? yq : second[i]);
-      first[i] = lowest ? yq : first[i];
-      holder[i] = lowest ? q : holder[i];
-      left_y[i] = (xq < x[i]) & (yq < left_y[i]) ? yq : left_y[i];
-      under_x[i] = (yq < y[i]) & (xq < under_x[i]) ? xq : under_x[i];
+      const double offered = before(xq, yq, q, x[i], y[i], i) ? yq : DBL_MAX, old_first = first[i];
+      const bool lowest = offered < old_first;
+      const double below_second = offered < second[i] ? offered : second[i];
+      second[i] = lowest ? old_first : below_second;
+      first[i] = lowest ? offered : old_first;
+      holder[i] += lowest * (q - holder[i]);
+      const double left = xq < x[i] ? yq : DBL_MAX, under = yq < y[i] ? xq : DBL_MAX;
+      left_y[i] = left < left_y[i] ? left : left_y[i];
+      under_x[i] = under < under_x[i] ? under : under_x[i];
     }
   }
 
@@ -98,11 +101,13 @@ struct Sweep3d {
   // Runs the sweep after load(); fills the requested outputs in the members' order: contributions[count] and
   // faces[count, 3] (positive measures: the gradient is minus these). Returns the volume.
   MOAFAST_HD double run(const double* ref, double* contributions, double* faces) {
-    // kept[kSmallSetMax] takes the losses of rows that have no holder.
+    // A row's contribution is its strips (`kept`, summed on vector lanes) less the losses of the rows it holds
+    // (`taken`, scattered one row at a time; taken[kSmallSetMax] takes those of rows with no holder). Two arrays:
+    // a vector load of what scalar stores have just written waits for them to reach the cache.
     double along_x[kSmallSetMax], along_y[kSmallSetMax], along_z[kSmallSetMax], exclusive[kSmallSetMax],
-        kept[kSmallSetMax + 1];
-    for (int i = 0; i < width; ++i) along_x[i] = along_y[i] = along_z[i] = kept[i] = 0.0;
-    kept[kSmallSetMax] = 0.0;
+        kept[kSmallSetMax], taken[kSmallSetMax + 1];
+    for (int i = 0; i < width; ++i) along_x[i] = along_y[i] = along_z[i] = kept[i] = taken[i] = 0.0;
+    taken[kSmallSetMax] = 0.0;
     double volume = 0.0, area_below = 0.0, lowest_y = ref[1], lowest_x = ref[0];
     for (int start = 0; start < count;) {
       int end = start + 1;
@@ -131,15 +136,13 @@ struct Sweep3d {
       if (faces && end - start == 1) along_z[start] = area - area_below;
       area_below = area;
       if (contributions) {
-        // Each row's strip, then what each holder loses: row j's strip grows to its second lowest without it.
-        // The scattered updates go last, far from the next slab's vector reads of `kept` (a vector load right
-        // after scalar stores to it waits for them to reach the cache).
+        // Each row's strip, and what its holder loses: row j's strip grows to its second lowest without it.
         double lost[kSmallSetMax];
         for (int j = 0; j < active_width; ++j) {
           kept[j] += height * exclusive[j];
           lost[j] = height * (positive_part(second[j] - y[j]) - positive_part(first[j] - y[j])) * (ref[0] - x[j]);
         }
-        for (int j = 0; j < end; ++j) kept[holder[j]] -= lost[j];
+        for (int j = 0; j < end; ++j) taken[holder[j]] += lost[j];
       }
       if (faces)
         for (int i = 0; i < active_width; ++i) {
@@ -150,7 +153,7 @@ struct Sweep3d {
       start = end;
     }
     for (int i = 0; i < count; ++i) {
-      if (contributions) contributions[member[i]] = kept[i];
+      if (contributions) contributions[member[i]] = kept[i] - taken[i];
       if (faces) {
         double* face = faces + member[i] * 3;
         face[0] = along_x[i], face[1] = along_y[i], face[2] = along_z[i];
