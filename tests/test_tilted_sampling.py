@@ -90,6 +90,35 @@ def test_top_p_alone_on_peaked_flat_and_tied_rows(cpu_isa: str, dtype, top_p) ->
     assert torch.equal(tokens, ref_tokens), f"{tokens} != {ref_tokens} [{cpu_isa}]"
 
 
+def top_k_rows(vocab: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows for top-k's bound from the 64-entry parts' maxima: a random row, a row of small integers (the maxima
+    and the k-th value tied many times over), a row of 30 finite entries in distinct parts among -inf (fewer
+    finite maxima than k), and a row spanning +-1e37 (the bisection's midpoints near overflow)."""
+    generator = torch.Generator().manual_seed(11)
+    normal = torch.randn(vocab, generator=generator, dtype=torch.float64) * 3.0
+    tied = torch.floor(torch.randn(vocab, generator=generator, dtype=torch.float64) * 2.0)
+    sparse = torch.full((vocab,), NEG_INF, dtype=torch.float64)
+    sparse[torch.randperm(vocab // 64, generator=generator)[:30] * 64 + 5] = torch.randn(30, generator=generator,
+                                                                                      dtype=torch.float64)
+    wide = torch.randn(vocab, generator=generator, dtype=torch.float64) * 1e37
+    return torch.stack([normal, tied, sparse, wide]).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("top_k", [1, 5, 29, 30, 50, 77])
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+def test_top_k_on_tied_sparse_and_wide_rows(cpu_isa: str, dtype, top_k, top_p) -> None:
+    rows = top_k_rows(20011, dtype)
+    no_values, no_weights = torch.zeros(0, *rows.shape, dtype=dtype), torch.zeros(rows.shape[0], 0, dtype=torch.float64)
+    ours = tilted_logits(rows, no_values, no_weights, 0.0, top_k=top_k, top_p=top_p)
+    kept = reference_filter(rows, top_k=top_k, top_p=top_p) > NEG_INF
+    assert torch.equal(ours > NEG_INF, kept), f"kept sets differ [{cpu_isa}]"
+    tokens = tilted_sample(rows, no_values, no_weights, 0.0, seed=5, top_k=top_k, top_p=top_p)
+    ref_tokens, _, _ = reference.tilted_sample(rows.double(), no_values.double(), no_weights, 0.0,
+                                               **keys(rows.shape[0], 5), top_k=top_k, top_p=top_p)
+    assert torch.equal(tokens, ref_tokens), f"{tokens} != {ref_tokens} [{cpu_isa}]"
+
+
 @pytest.mark.parametrize("dtype", DTYPES[1:])
 @pytest.mark.parametrize("filters", FILTERS)
 def test_tilted_logits_low_precision(cpu_isa: str, dtype, filters) -> None:

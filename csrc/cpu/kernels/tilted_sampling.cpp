@@ -302,28 +302,79 @@ A tilt_row(const TiltedSamplingArgs& args, int64_t b, A* t, bool& non_finite, st
   return max;
 }
 
-// The k-th largest of t[0, width), without sorting the row: the k-th largest of the kSelectBlock-entry parts'
-// maxima (from the tilt pass) is a lower bound (k distinct entries reach it), so only the parts whose max
-// reaches the bound can hold the k largest, and their entries at or above it are selected exactly.
-template <typename A>
-A kth_largest(const A* t, int64_t width, int64_t k, const std::vector<A>& maxima, std::vector<A>& buffer) {
-  const int64_t parts = static_cast<int64_t>(maxima.size());
-  buffer.clear();
-  if (parts <= k) {
-    buffer.assign(t, t + width);
-  } else {
-    buffer.assign(maxima.begin(), maxima.end());
-    std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
-    const A bound = buffer[k - 1];
-    buffer.clear();
-    for (int64_t part = 0; part < parts; ++part) {
-      if (!(maxima[part] >= bound)) continue;
-      for (int64_t j = part * kSelectBlock; j < std::min(width, (part + 1) * kSelectBlock); ++j)
-        if (t[j] >= bound) buffer.push_back(t[j]);
+// Appends the entries of x[0, count) at or above `low` to out[size...] (room for count more) and returns the
+// new size. Sixteen entries at a time are tested on vector lanes; in a group that holds one, every entry is
+// written and only those kept advance the size (no branch on each entry).
+template <typename A> size_t append_at_or_above(const A* x, int64_t count, A low, A* out, size_t size) {
+  constexpr int64_t kGroup = 16;
+  for (int64_t j = 0; j < count; j += kGroup) {
+    const int64_t end = std::min(j + kGroup, count);
+    int hits = 0;
+#pragma omp simd reduction(| : hits)
+    for (int64_t i = j; i < end; ++i) hits |= x[i] >= low;
+    if (!hits) continue;
+    for (int64_t i = j; i < end; ++i) {
+      out[size] = x[i];
+      size += x[i] >= low;
     }
   }
-  std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<A>());
-  return buffer[k - 1];
+  return size;
+}
+
+// The number of part maxima at or above v, counted on vector lanes.
+template <typename A> int64_t count_at_or_above(const std::vector<A>& maxima, A v) {
+  int64_t count = 0;
+#pragma omp simd reduction(+ : count)
+  for (size_t i = 0; i < maxima.size(); ++i) count += maxima[i] >= v;
+  return count;
+}
+
+// A value that at least k of the part maxima reach (k < their number), and not many more than k when bisection
+// finds one soon: -inf when fewer than k are finite.
+template <typename A> A bound_of_kth_maximum(const std::vector<A>& maxima, int64_t k, A max) {
+  A low = max;
+#pragma omp simd reduction(min : low)
+  for (size_t i = 0; i < maxima.size(); ++i) low = std::min(low, maxima[i] > negative_infinity<A>() ? maxima[i] : max);
+  if (count_at_or_above(maxima, low) < k) return negative_infinity<A>();  // the k-th is -inf
+  A high = max;
+  const int64_t enough = k + k / 4 + 8;  // each part past k costs a vector scan of its entries
+  for (int step = 0; step < 24; ++step) {
+    const A middle = low + (high - low) / A(2);
+    if (!(middle > low && middle < high)) break;
+    const int64_t count = count_at_or_above(maxima, middle);
+    if (count < k) {
+      high = middle;
+      continue;
+    }
+    low = middle;
+    if (count <= enough) break;
+  }
+  return low;
+}
+
+// The k-th largest of t[0, width), without sorting the row; `survivors` is left holding every entry at or above
+// it (the k largest and their ties), which top-p then selects among. A value that k of the kSelectBlock-entry
+// parts' maxima (from the tilt pass) reach is a lower bound (k distinct entries reach it), so only the parts
+// whose max reaches the bound can hold the k largest, and their entries at or above it are selected exactly.
+template <typename A>
+A kth_largest(const A* t, int64_t width, int64_t k, const std::vector<A>& maxima, A max, std::vector<A>& survivors) {
+  const int64_t parts = static_cast<int64_t>(maxima.size());
+  const A bound = parts > k ? bound_of_kth_maximum(maxima, k, max) : negative_infinity<A>();
+  size_t size = 0;
+  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+    if (!(maxima[begin / kSelectBlock] >= bound)) continue;
+    if (survivors.size() < size + kSelectBlock) survivors.resize(2 * (size + kSelectBlock));  // room for a part
+    size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), bound, survivors.data(), size);
+  }
+  std::nth_element(survivors.begin(), survivors.begin() + (k - 1), survivors.begin() + size, std::greater<A>());
+  const A kth = survivors[k - 1];
+  size_t kept = static_cast<size_t>(k);
+  for (size_t i = kept; i < size; ++i) {  // the ties of the k-th, which nth_element may have left after it
+    survivors[kept] = survivors[i];
+    kept += survivors[i] == kth;
+  }
+  survivors.resize(kept);
+  return kth;
 }
 
 // The largest value v of [first, last) (reordered in place) whose tie-inclusive upper mass, mass_before + the sum of
@@ -401,25 +452,6 @@ double kept_mass(const A* t, int64_t width, A threshold, A max, std::vector<doub
   return total;
 }
 
-// Appends the entries of x[0, count) at or above `low` to out[size...] (room for count more) and returns the
-// new size. Sixteen entries at a time are tested on vector lanes; in a group that holds one, every entry is
-// written and only those kept advance the size (no branch on each entry).
-template <typename A> size_t append_at_or_above(const A* x, int64_t count, A low, A* out, size_t size) {
-  constexpr int64_t kGroup = 16;
-  for (int64_t j = 0; j < count; j += kGroup) {
-    const int64_t end = std::min(j + kGroup, count);
-    int hits = 0;
-#pragma omp simd reduction(| : hits)
-    for (int64_t i = j; i < end; ++i) hits |= x[i] >= low;
-    if (!hits) continue;
-    for (int64_t i = j; i < end; ++i) {
-      out[size] = x[i];
-      size += x[i] >= low;
-    }
-  }
-  return size;
-}
-
 // The cut, in whole nats below the max (at most kMaxCutNats), down to which the part maxima alone reach the
 // target mass; 0 when they never do. The maxima are entries, so the row's mass above that cut reaches the target
 // too, and in a peaked row (most of the mass in a few entries, each likely its part's max) the cut is close.
@@ -451,21 +483,11 @@ template <typename A> int sufficient_cut_nats(const std::vector<A>& maxima, A fl
 // Top-p over the survivors t >= floor: the largest tau whose tie-inclusive upper mass reaches p of theirs.
 template <typename A>
 A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace<A>& ws) {
-  std::vector<A>& survivors = ws.selection;
-  survivors.clear();
-  if (floor > negative_infinity<A>()) {  // after top-k: usually few survivors, selected among directly
-    for (int64_t begin = 0; begin < width && static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit;
-         begin += kSelectBlock) {
-      const int64_t count = std::min(kSelectBlock, width - begin);
-      if (!(ws.maxima[begin / kSelectBlock] >= floor)) continue;
-      for (int64_t j = begin; j < begin + count; ++j)
-        if (t[j] >= floor) survivors.push_back(t[j]);
-    }
-    if (static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit) {
-      double total = 0.0;
-      for (const A value : survivors) total += static_cast<double>(bounded_exp(value - max));
-      return top_p_among(survivors.data(), survivors.data() + survivors.size(), max, 0.0, p * total);
-    }
+  std::vector<A>& survivors = ws.selection;  // after top-k (floor > -inf): kth_largest left them there
+  if (floor > negative_infinity<A>() && static_cast<int64_t>(survivors.size()) <= kSortedTopPLimit) {
+    double total = 0.0;
+    for (const A value : survivors) total += static_cast<double>(bounded_exp(value - max));
+    return top_p_among(survivors.data(), survivors.data() + survivors.size(), max, 0.0, p * total);
   }
   const double target = p * kept_mass(t, width, floor, max, ws.block_mass, ws.maxima);
   std::vector<double>& bins = ws.bin_mass;
@@ -625,7 +647,7 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
   if (max == negative_infinity<A>()) return kTiltNoToken;
   A threshold = negative_infinity<A>();
   if (args.top_k > 0 && args.top_k < args.width)
-    threshold = kth_largest(t, args.width, args.top_k, ws.maxima, ws.selection);
+    threshold = kth_largest(t, args.width, args.top_k, ws.maxima, max, ws.selection);
   if (args.top_p < 1.0) threshold = top_p_threshold(t, args.width, threshold, max, args.top_p, ws);
   if (args.min_p > 0.0) threshold = std::max(threshold, max + static_cast<A>(std::log(args.min_p)));
   if (args.tokens) {
