@@ -119,6 +119,17 @@ def test_top_k_on_tied_sparse_and_wide_rows(cpu_isa: str, dtype, top_k, top_p) -
     assert torch.equal(tokens, ref_tokens), f"{tokens} != {ref_tokens} [{cpu_isa}]"
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("k", [1, 5, 29, 30, 50, 77])
+def test_topk_with_logsumexp_on_tied_sparse_and_wide_rows(cpu_isa: str, dtype, k) -> None:
+    rows = top_k_rows(20011, dtype)[[0, 1, 2]]  # the +-1e37 row's logsumexp overflows by design
+    top_values, top_indices, lse = topk_with_logsumexp(rows, k)
+    ref_values, ref_indices, ref_lse = reference.topk_with_logsumexp(rows, k)
+    assert torch.equal(top_indices, ref_indices), f"[{cpu_isa}]"
+    assert torch.equal(top_values, ref_values.to(dtype)), f"[{cpu_isa}]"
+    assert_close(lse, ref_lse, dtype=dtype, name=f"lse[{cpu_isa}]")
+
+
 @pytest.mark.parametrize("dtype", DTYPES[1:])
 @pytest.mark.parametrize("filters", FILTERS)
 def test_tilted_logits_low_precision(cpu_isa: str, dtype, filters) -> None:
@@ -345,6 +356,29 @@ def test_topk_with_logsumexp_matches_reference(cpu_isa: str, dtype, shape, k) ->
     assert torch.equal(top_indices, ref_indices), f"[{cpu_isa}]"
     assert_close(top_values, ref_values, dtype=accumulation, name=f"top values[{cpu_isa}]")
     assert_close(lse, ref_lse, dtype=accumulation, name=f"lse[{cpu_isa}]")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_topk_with_logsumexp_ranks_nan_first_like_torch_sort(cpu_isa: str, dtype) -> None:
+    """NaN never wins a 64-entry part's max, so rows that hold NaN rank every entry: NaN above +inf above the
+    rest (torch.sort's order), the logsumexp NaN. Rows: three finite entries among NaN, NaN in every other
+    entry, NaN and -inf only, all NaN, and +inf with NaN."""
+    rows = torch.randn(5, 2000, dtype=torch.float64)
+    rows[0] = float("nan")
+    rows[0, [3, 700, 1999]] = torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64)
+    rows[1, ::2] = float("nan")
+    rows[2] = NEG_INF
+    rows[2, [5, 900]] = float("nan")
+    rows[3] = float("nan")
+    rows[4, [10, 1500]] = float("inf")
+    rows[4, 77] = float("nan")
+    rows = rows.to(dtype)
+    for k in (1, 5, 50):
+        top_values, top_indices, lse = topk_with_logsumexp(rows, k)
+        ref_values, ref_indices, _ = reference.topk_with_logsumexp(rows, k)
+        assert torch.equal(top_indices, ref_indices), f"k={k} [{cpu_isa}]"
+        assert torch.equal(top_values.double().isnan(), ref_values.isnan())
+        assert bool(lse.isnan().all()), f"{lse} [{cpu_isa}]"
 
 
 def test_topk_ties_go_to_the_lower_token_id() -> None:

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -670,14 +671,17 @@ TiltProblem one_row(const TiltedSamplingArgs& args, int64_t b, Workspace<typenam
 template <typename A> struct Ranked {
   A value;
   int64_t index;
-  bool operator<(const Ranked& other) const {  // "ranks before": larger value, then lower index
+  // "Ranks before": larger value, then lower index; NaN above every value, as in torch.sort.
+  bool operator<(const Ranked& other) const {
+    const bool nan = value != value, other_nan = other.value != other.value;
+    if (nan || other_nan) return nan && (!other_nan || index < other.index);
     return value > other.value || (value == other.value && index < other.index);
   }
 };
 
 // One read of the row from memory: blocks of a * l land in L1 and feed the running logsumexp and the maxima of
-// kSelectBlock-entry blocks; the k-th largest maximum bounds the k-th largest entry from below, so only the
-// blocks that reach it are read again (from cache) to select the k best exactly.
+// kSelectBlock-entry blocks; a value that k of those maxima reach bounds the k-th largest entry from below, so only
+// the blocks that reach it are read again (from cache) to select the k best exactly.
 template <typename T>
 void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<typename Acc<T>::type>& maxima,
                         std::vector<Ranked<typename Acc<T>::type>>& buffer) {
@@ -702,30 +706,28 @@ void topk_logsumexp_row(const TopkLogsumexpArgs& args, int64_t b, std::vector<ty
     }
     lse.add(x, count, block_max(block_maxima, (count + kSelectBlock - 1) / kSelectBlock));  // the parts' max
   }
+  // NaN never wins a part's max, so a row that may hold NaN (its exp sum is NaN, or its max is -inf) has every
+  // entry ranked.
+  const bool every_entry = lse.sum != lse.sum || lse.max == negative_infinity<A>();
   A bound = negative_infinity<A>();
-  if (blocks > k) {
-    std::vector<Ranked<A>>& scratch = buffer;
-    scratch.clear();
-    for (int64_t block = 0; block < blocks; ++block) scratch.push_back({maxima[block], block});
-    std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end());
-    bound = scratch[k - 1].value;
-  }
+  if (blocks > k && !every_entry) bound = bound_of_kth_maximum(maxima, k, lse.max);
   buffer.clear();
   for (int64_t block = 0; block < blocks; ++block) {
-    if (!(maxima[block] >= bound)) continue;
+    if (!(every_entry || maxima[block] >= bound)) continue;
     for (int64_t j = block * kSelectBlock; j < std::min(vocab, (block + 1) * kSelectBlock); ++j) {
       const A value = scale * A(Storage<T>::load(logits[j]));
-      if (value >= bound) buffer.push_back({value, j});
+      if (every_entry || value >= bound) buffer.push_back({value, j});
     }
   }
   std::partial_sort(buffer.begin(), buffer.begin() + k, buffer.end());
+  const bool has_nan = every_entry && buffer.front().value != buffer.front().value;  // NaN ranks first
   A* values = static_cast<A*>(args.top_values) + b * k;
   int64_t* indices = args.top_indices + b * k;
   for (int64_t j = 0; j < k; ++j) {
     values[j] = buffer[j].value;
     indices[j] = buffer[j].index;
   }
-  static_cast<A*>(args.lse)[b] = static_cast<A>(lse.value());
+  static_cast<A*>(args.lse)[b] = has_nan ? std::numeric_limits<A>::quiet_NaN() : static_cast<A>(lse.value());
 }
 
 template <typename T> void topk_all_rows(const TopkLogsumexpArgs& args) {
