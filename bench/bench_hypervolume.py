@@ -189,10 +189,10 @@ def cases(quick: bool, device: str) -> list[Case]:
         fast = (d <= 3 and n <= 1000) or n <= 100
         slow = n >= 100_000 or (kind == "contributions" and d >= 4) or (d == 6 and n >= 1000)
         warmup, repeats = (0, 1) if quick or slow else (5, 100) if fast else (2, 10)
-        # Sub-millisecond calls run in three processes per variant (harness.Case.rounds): their medians move the
-        # most with the speed of the process they happen to run in, for every library alike.
+        # Every cell but the slowest runs in three processes per variant (harness.Case.rounds): a median moves
+        # with the speed of the process it happens to run in, up to 2x on this VM, for every library alike.
         out.append(Case(f"{kind} d{d} n{n}", {"kind": kind, "d": d, "n": n}, tuple(variants), warmup=warmup,
-                        repeats=repeats, rounds=3 if fast and not quick else 1))
+                        repeats=repeats, rounds=1 if quick or slow else 3))
     batch = {"sets": 100 if quick else 10_000, "n": 8, "d": 3}
     out.append(Case("batch value+contributions+grad", batch,
                     (Variant("moafast, 1 thread", _ours_batch, ours=True),
