@@ -241,6 +241,15 @@ def test_vmap_and_jit_trace_go_through_the_op() -> None:
     assert_close(traced(other), hypervolume(other, ref), atol=0, rtol=0, name="jit.trace on new inputs")
 
 
+def test_meta_tensors_reach_the_fake_kernel() -> None:
+    """Plain meta tensors are not run directly (there is no data): the op's fake kernel gives the shapes."""
+    points = torch.empty(6, 5, 3, dtype=torch.float64, device="meta")
+    ref = torch.empty(3, dtype=torch.float64, device="meta")
+    value, contributions = hypervolume_with_contributions(points, ref)
+    assert value.device.type == "meta" and value.shape == (6,) and contributions.shape == (6, 5)
+    assert hypervolume_contributions(points, ref).shape == (6, 5)
+
+
 def test_opcheck_and_compile() -> None:
     points = uniform_cloud(2 * 6, 3, seed=5).view(2, 6, 3).requires_grad_()
     ref = torch.ones(3, dtype=torch.float64, requires_grad=True)

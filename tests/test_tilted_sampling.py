@@ -338,6 +338,27 @@ def test_tilted_logits_gradients_match_reference(filters, candidate_mode) -> Non
         assert_close(ours, theirs, dtype=torch.float64, name=f"grad {name}")
 
 
+def test_direct_calls_match_the_op_and_meta_tensors_reach_the_fake_kernels() -> None:
+    """Eager calls on plain tensors skip the dispatcher: the op itself gives the same outputs; meta tensors (and
+    calls autograd records) still go through it."""
+    logits, values, weights, beta = make_problem(4, 300, 2, torch.float32)
+    coefficients = (weights * beta[:, None]).double() / 0.8
+    seeds, offsets, streams = torch.full((4,), 7), torch.full((4,), 2), torch.arange(4)
+    direct = tilted_sample(logits, values, weights, beta, temperature=0.8, top_k=20, seed=7, offset=2,
+                           return_logprobs=True)
+    through_op = torch.ops.moafast.tilted_sample(logits, values, coefficients, None, seeds, offsets, streams,
+                                                 1 / 0.8, 20, 1.0, 0.0, True, None)
+    for ours, theirs in zip(direct, through_op):
+        assert torch.equal(ours, theirs)
+    for ours, theirs in zip(topk_with_logsumexp(logits, 9), torch.ops.moafast.topk_with_logsumexp(logits, 9, 1.0)):
+        assert torch.equal(ours, theirs)
+    meta = [t.to("meta") for t in (logits, values, weights)]
+    tokens = tilted_sample(*meta, 1.0, seed=0)
+    assert tokens.device.type == "meta" and tokens.shape == (4,) and tokens.dtype == torch.int64
+    top_values, top_indices, lse = topk_with_logsumexp(meta[0], 5)
+    assert top_values.device.type == "meta" and top_indices.shape == (4, 5) and lse.shape == (4,)
+
+
 def test_sample_logprobs_are_not_differentiable() -> None:
     logits, values, weights, beta = make_problem(2, 10, 1, torch.float64)
     logits.requires_grad_()

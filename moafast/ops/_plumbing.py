@@ -87,6 +87,25 @@ def num_threads() -> int:
     return torch.get_num_threads()
 
 
+def kernel_may_run_directly(*tensors: torch.Tensor | None) -> bool:
+    """Whether an eager call on ``tensors`` that autograd will not differentiate may run the op's CPU/CUDA
+    implementation without the torch.library dispatcher (30-50 us of a small call) for the same result: eager
+    mode, no torch function or dispatch mode, no torch.func transform and no torch.jit trace active, plain
+    tensors on the CPU or a GPU. Everything else (torch.compile, fake and meta tensors, tracing, vmap) goes
+    through the op."""
+    if (torch.compiler.is_compiling() or torch._C._is_torch_function_mode_enabled()
+            or torch._C._len_torch_dispatch_stack() or torch._C._functorch.peek_interpreter_stack() is not None
+            or torch._C._get_tracing_state() is not None):
+        return False
+    return all(tensor is None or (type(tensor) is torch.Tensor and (tensor.is_cpu or tensor.is_cuda))
+               for tensor in tensors)
+
+
+def differentiated(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd records a call on ``tensors``: grad mode on and one of them requires grad."""
+    return torch.is_grad_enabled() and any(tensor is not None and tensor.requires_grad for tensor in tensors)
+
+
 def functorch_transform_active() -> bool:
     """Whether a torch.func transform (grad, vjp, vmap, jacrev, ...) wraps this eager call. The autograd that
     torch.library generates for a custom op cannot take part in one (pytorch/pytorch#168393), so the

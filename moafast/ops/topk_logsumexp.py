@@ -68,4 +68,5 @@ def topk_with_logsumexp(logits: torch.Tensor, k: int, *,
     """
     check_logits(logits)
     check_temperature(temperature)
-    return torch.ops.moafast.topk_with_logsumexp(logits, k, 1.0 / temperature)
+    direct = not plumbing.differentiated(logits) and plumbing.kernel_may_run_directly(logits)
+    return (_topk_with_logsumexp if direct else torch.ops.moafast.topk_with_logsumexp)(logits, k, 1.0 / temperature)
