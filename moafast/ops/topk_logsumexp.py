@@ -3,7 +3,8 @@ model's top-k), in one read of each row: the k largest of ``logits / T`` (descen
 first), their ids and the full-vocabulary ``logsumexp(logits / T)``.
 
 NaN/inf policy: NaN logits make the row's logsumexp NaN and rank above every value (torch.sort's order); ``+inf``
-makes it ``+inf`` (NaN with a NaN in the row); ``-inf`` logits are tokens of zero mass (ranked last). On CUDA it is ``torch.topk`` + ``logsumexp`` on the device (ties in any order).
+makes it ``+inf`` (NaN with a NaN in the row); ``-inf`` logits are tokens of zero mass (ranked last). On CUDA it is
+``torch.topk`` + ``logsumexp`` on the device (ties in any order).
 """
 
 from __future__ import annotations
