@@ -357,7 +357,7 @@ def tilted_sample(logits: torch.Tensor, values: torch.Tensor, weights: torch.Ten
     seeds, offsets, streams = random_keys(batch, seed, offset, generator, logits.device)
     arguments = (logits, values, coefficients, candidates, seeds, offsets, streams, 1.0 / temperature, top_k, top_p,
                  min_p, return_logprobs, base_logsumexp)
-    tensors = (logits, values, coefficients, candidates, base_logsumexp)
+    tensors = (logits, values, coefficients, candidates, seeds, offsets, streams, base_logsumexp)
     direct = not plumbing.differentiated(*tensors) and plumbing.kernel_may_run_directly(*tensors)
     tokens, tilted, base = (_tilted_sample if direct else torch.ops.moafast.tilted_sample)(*arguments)
     return (tokens, tilted, base) if return_logprobs else tokens
