@@ -322,6 +322,19 @@ template <typename A> size_t append_at_or_above(const A* x, int64_t count, A low
   return size;
 }
 
+// The entries of t[0, width) at or above `low` into out[0, returned count), from the kSelectBlock-entry parts whose
+// max reaches it (out grows as needed, a part at a time; its size is a capacity, not the count).
+template <typename A>
+size_t collect_at_or_above(const A* t, int64_t width, const std::vector<A>& maxima, A low, std::vector<A>& out) {
+  size_t size = 0;
+  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
+    if (!(maxima[begin / kSelectBlock] >= low)) continue;
+    if (out.size() < size + kSelectBlock) out.resize(2 * (size + kSelectBlock));
+    size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), low, out.data(), size);
+  }
+  return size;
+}
+
 // The number of part maxima at or above v, counted on vector lanes.
 template <typename A> int64_t count_at_or_above(const std::vector<A>& maxima, A v) {
   int64_t count = 0;
@@ -361,12 +374,7 @@ template <typename A>
 A kth_largest(const A* t, int64_t width, int64_t k, const std::vector<A>& maxima, A max, std::vector<A>& survivors) {
   const int64_t parts = static_cast<int64_t>(maxima.size());
   const A bound = parts > k ? bound_of_kth_maximum(maxima, k, max) : negative_infinity<A>();
-  size_t size = 0;
-  for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
-    if (!(maxima[begin / kSelectBlock] >= bound)) continue;
-    if (survivors.size() < size + kSelectBlock) survivors.resize(2 * (size + kSelectBlock));  // room for a part
-    size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), bound, survivors.data(), size);
-  }
+  const size_t size = collect_at_or_above(t, width, maxima, bound, survivors);
   std::nth_element(survivors.begin(), survivors.begin() + (k - 1), survivors.begin() + size, std::greater<A>());
   const A kth = survivors[k - 1];
   size_t kept = static_cast<size_t>(k);
@@ -499,12 +507,7 @@ A top_p_threshold(const A* t, int64_t width, A floor, A max, double p, Workspace
   if (const int cut_nats = sufficient_cut_nats(ws.maxima, floor, max, target)) {
     const A cut = max - A(cut_nats), low = std::max(cut, floor);
     std::vector<A>& taken = ws.taken;
-    size_t size = 0;
-    for (int64_t begin = 0; begin < width; begin += kSelectBlock) {
-      if (!(ws.maxima[begin / kSelectBlock] >= low)) continue;
-      if (taken.size() < size + kSelectBlock) taken.resize(2 * (size + kSelectBlock));  // room for a whole part
-      size = append_at_or_above(t + begin, std::min(kSelectBlock, width - begin), low, taken.data(), size);
-    }
+    const size_t size = collect_at_or_above(t, width, ws.maxima, low, taken);
     bins.assign(kBins, 0.0);
     for (size_t i = 0; i < size; ++i)
       bins[mass_bin(taken[i], max)] += static_cast<double>(bounded_exp(taken[i] - max));
