@@ -100,7 +100,8 @@ int64_t first_non_finite(const HypervolumeArgs& args) {
 }
 
 void hypervolume(const HypervolumeArgs& args) {
-  if (hv_small::fits(args.n, args.d)) {
+  const bool value_only = !args.contributions && !args.grad_points && !args.grad_ref;
+  if (hv_small::fits(args.n, args.d, value_only ? hv_small::kSweepMaxObjectives : hv_small::kSlabMaxObjectives)) {
     switch (active_isa()) {
 #if defined(MOAFAST_HAVE_X86_ISAS)
       case Isa::kAvx512: return avx512::hypervolume_small_sets(args);

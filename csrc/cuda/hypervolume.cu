@@ -16,13 +16,13 @@ constexpr int kThreads = 128;
 
 __global__ void __launch_bounds__(kThreads) small_sets_kernel(HypervolumeArgs args) {
   const int64_t set = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (set < args.batch) hv_small::one_set(args, set);
+  if (set < args.batch) hv_small::one_set<hv_small::kSweepMaxObjectives>(args, set);
 }
 
 }  // namespace
 
 void hypervolume_small_sets(const HypervolumeArgs& args, int device, void* stream) {
-  if (!hv_small::fits(args.n, args.d))
+  if (!hv_small::fits(args.n, args.d, hv_small::kSweepMaxObjectives))
     throw std::invalid_argument("hypervolume on CUDA takes sets of at most 16 points in 2 or 3 objectives");
   if (args.batch == 0) return;
   DeviceGuard guard(device);

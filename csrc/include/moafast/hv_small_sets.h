@@ -1,106 +1,28 @@
-// Sets of at most kSmallSetMax points in 2 or 3 objectives (HaM's many small fronts), all outputs at once on
-// fixed-size local arrays: shared by the CPU driver (one set per OpenMP task) and the CUDA kernel (one set
-// per thread), so the CPU tests exercise the formulas the GPU runs. Same definitions as hypervolume.h.
-// In 3 objectives, contributions and faces come from one sweep (hv_small_sweep3d.h); in 2, from the
-// definitions over the rows that no other row beats in every objective.
+// Sets of at most kSmallSetMax points in 2 to 5 objectives (HaM's many small fronts), all outputs at once on
+// fixed-size local arrays: shared by the CPU driver (one set per OpenMP task, up to 5 objectives) and the CUDA
+// kernel (one set per thread, up to 3), so the CPU tests exercise the formulas the GPU runs. Same definitions as
+// hypervolume.h. In 3 objectives, contributions and faces come from one sweep (hv_small_sweep3d.h); in 4 and 5
+// from slabs of the last objective over it (hv_small_slabs.h); in 2, from the definitions over the rows that no
+// other row beats in every objective.
 #pragma once
 
 #include <cstdint>
 
 #include "moafast/common.h"
+#include "moafast/hv_small_slabs.h"
 #include "moafast/hv_small_sweep3d.h"
+#include "moafast/hv_small_volumes.h"
 #include "moafast/hypervolume.h"
 
 namespace moafast::hv_small {
 
-MOAFAST_HD bool fits(int64_t n, int64_t d) { return n <= kSmallSetMax && (d == 2 || d == 3); }
+constexpr int kSweepMaxObjectives = 3;  // sets done in one sweep, on the CPU and by the CUDA kernel
+// With slabs of the last objective above the sweep: the CPU driver's sets when more than the value is wanted (for
+// the value alone the general 4-D and 5-D sweeps are faster from about 8 points up).
+constexpr int kSlabMaxObjectives = 5;
 
-MOAFAST_HD void sort_by(int* order, int n, const double* rows, int stride, int key) {
-  for (int a = 0; a < n; ++a) order[a] = a;
-  for (int a = 1; a < n; ++a) {
-    const int moving = order[a];
-    int b = a;
-    for (; b > 0 && rows[order[b - 1] * stride + key] > rows[moving * stride + key]; --b) order[b] = order[b - 1];
-    order[b] = moving;
-  }
-}
-
-MOAFAST_HD double volume_1d(const double* rows, int n, const double* ref) {
-  double best = ref[0];
-  for (int i = 0; i < n; ++i) best = rows[i] < best ? rows[i] : best;
-  return n ? ref[0] - best : 0.0;
-}
-
-MOAFAST_HD double volume_2d(const double* rows, int n, const double* ref) {
-  int order[kSmallSetMax];
-  sort_by(order, n, rows, 2, 0);
-  double area = 0.0, level = ref[1];
-  for (int a = 0; a < n; ++a) {
-    const double* p = rows + order[a] * 2;
-    if (p[1] < level) {
-      area += (ref[0] - p[0]) * (level - p[1]);
-      level = p[1];
-    }
-  }
-  return area;
-}
-
-// Sweep in the third objective over a 2-D staircase kept in arrays (x ascending, y descending).
-MOAFAST_HD double volume_3d(const double* rows, int n, const double* ref) {
-  int order[kSmallSetMax];
-  sort_by(order, n, rows, 3, 2);
-  double xs[kSmallSetMax], ys[kSmallSetMax];
-  int steps = 0;
-  double area = 0.0, volume = 0.0;
-  for (int a = 0; a < n; ++a) {
-    const double* p = rows + order[a] * 3;
-    if (a > 0) volume += area * (p[2] - rows[order[a - 1] * 3 + 2]);
-    int position = 0;
-    while (position < steps && xs[position] < p[0]) ++position;
-    if (position < steps && xs[position] == p[0] && ys[position] <= p[1]) continue;
-    if (position > 0 && ys[position - 1] <= p[1]) continue;
-    double top = position > 0 ? ys[position - 1] : ref[1], left = p[0];
-    int end = position;
-    for (; end < steps && ys[end] >= p[1]; ++end) {
-      area += (xs[end] - left) * (top - p[1]);
-      left = xs[end];
-      top = ys[end];
-    }
-    area += ((end < steps ? xs[end] : ref[0]) - left) * (top - p[1]);
-    const int removed = end - position;  // [position, end) becomes the one new step
-    if (removed == 0) {
-      for (int s = steps; s > position; --s) xs[s] = xs[s - 1], ys[s] = ys[s - 1];
-      ++steps;
-    } else if (removed > 1) {
-      for (int s = end; s < steps; ++s) xs[s - removed + 1] = xs[s], ys[s - removed + 1] = ys[s];
-      steps -= removed - 1;
-    }
-    xs[position] = p[0];
-    ys[position] = p[1];
-  }
-  return n ? volume + area * (ref[2] - rows[order[n - 1] * 3 + 2]) : 0.0;
-}
-
-MOAFAST_HD double volume(const double* rows, int n, int d, const double* ref) {
-  if (d == 1) return volume_1d(rows, n, ref);
-  return d == 2 ? volume_2d(rows, n, ref) : volume_3d(rows, n, ref);
-}
-
-// Volume of the (d-1)-dimensional projections used by faces, d <= 3.
-MOAFAST_HD double projected_volume(const double* rows, int n, int dims, const double* ref) {
-  return dims == 1 ? volume_1d(rows, n, ref) : volume_2d(rows, n, ref);
-}
-
-MOAFAST_HD bool all_less(const double* a, const double* b, int d) {
-  for (int k = 0; k < d; ++k)
-    if (!(a[k] < b[k])) return false;
-  return true;
-}
-
-MOAFAST_HD bool all_at_most(const double* a, const double* b, int d) {
-  for (int k = 0; k < d; ++k)
-    if (a[k] > b[k]) return false;
-  return true;
+MOAFAST_HD bool fits(int64_t n, int64_t d, int max_objectives) {
+  return n <= kSmallSetMax && d >= 2 && d <= max_objectives;
 }
 
 // prod_{l != k}(r_l - q_l) - HV_{d-1}({max(pi_k q, pi_k y_j) : y_jk < q_k}).
@@ -196,12 +118,45 @@ MOAFAST_HD void one_set_3d(const HypervolumeArgs& args, int64_t b, const double*
   if (args.grad_ref) reference_faces(members, count, edge, edge_axes, edges, 3, ref, sign, args.grad_ref + b * 3);
 }
 
-// Set b of the batch: gather (minimisation form), compute what args asks for, scatter. Requires fits(n, d).
+// The slabs' outputs for a set in D = 4 or 5 objectives, scattered back to the set's rows.
+template <int D>
+MOAFAST_HD void one_set_in_slabs(const HypervolumeArgs& args, int64_t b, const double* members, const int* member_rows,
+                                 int count, const double* edge, const int* edge_rows, const int* edge_axes,
+                                 int edges, const double* ref, double sign) {
+  const int n = static_cast<int>(args.n);
+  double contributions[kSmallSetMax], faces[kSmallSetMax * D];
+  if (args.contributions || args.grad_points) {
+    const double value = sweep_every_output<D>(members, count, ref, args.contributions ? contributions : nullptr,
+                                               args.grad_points ? faces : nullptr);
+    if (args.hv) args.hv[b] = value;
+  } else if (args.hv) {
+    args.hv[b] = volume_of<D>(members, count, ref);
+  }
+  if (args.contributions) {
+    double* out = args.contributions + b * args.n;
+    for (int i = 0; i < n; ++i) out[i] = 0.0;
+    for (int i = 0; i < count; ++i) out[member_rows[i]] = contributions[i];
+  }
+  if (args.grad_points) {
+    double* out = args.grad_points + b * args.n * D;
+    for (int i = 0; i < n * D; ++i) out[i] = 0.0;
+    for (int i = 0; i < count; ++i)
+      for (int k = 0; k < D; ++k) out[member_rows[i] * D + k] = -sign * faces[i * D + k];
+    for (int e = 0; e < edges; ++e)
+      out[edge_rows[e] * D + edge_axes[e]] = -sign * boundary_face<D>(members, count, edge + e * D, edge_axes[e], ref);
+  }
+  if (args.grad_ref)
+    reference_faces_in_slabs<D>(members, count, edge, edge_axes, edges, ref, sign, args.grad_ref + b * D);
+}
+
+// Set b of the batch: gather (minimisation form), compute what args asks for, scatter. Requires
+// fits(n, d, kMaxObjectives).
+template <int kMaxObjectives>
 MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
   const int n = static_cast<int>(args.n), d = static_cast<int>(args.d);
   const double sign = args.maximize ? -1.0 : 1.0;
   const double* points = args.points + b * args.n * args.d;
-  double ref[3], members[kSmallSetMax * 3], edge[kSmallSetMax * 3];
+  double ref[kMaxObjectives], members[kSmallSetMax * kMaxObjectives], edge[kSmallSetMax * kMaxObjectives];
   int member_rows[kSmallSetMax], edge_rows[kSmallSetMax], edge_axes[kSmallSetMax];
   int count = 0, edges = 0;
   for (int k = 0; k < d; ++k) ref[k] = sign * args.ref[b * args.ref_batch_stride + k];
@@ -215,6 +170,12 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
       member_rows[count++] = i;
     else
       edge_rows[edges] = i, edge_axes[edges++] = role;
+  }
+  if constexpr (kMaxObjectives > 3) {
+    if (d == 4)
+      return one_set_in_slabs<4>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
+    if (d == 5)
+      return one_set_in_slabs<5>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
   }
   if (args.hv && !args.contributions && !args.grad_points && !args.grad_ref) {  // the sweeps skip dominated rows
     args.hv[b] = volume(members, count, d, ref);

@@ -1,0 +1,116 @@
+// Every output of a small set in 4 or 5 objectives from slabs of the last objective (minimisation form). Between
+// consecutive levels of the last objective the rows at or below are fixed, and one (d-1)-dimensional pass over them
+// (down to the 3-D sweep of hv_small_sweep3d.h) gives the slab's volume, each row's contribution and its faces in
+// the first d-1 objectives; times the slab's height and summed over slabs, these are the d-dimensional ones.
+// A row's face along the last objective is its exclusive (d-1)-volume against the rows strictly below it: its
+// contribution in the slab it enters when it enters alone, computed apart when others enter with it.
+// O(n^(d-1)) per set: for HaM's fronts of a few heads. Host code (the CUDA kernel keeps to d <= 3).
+#pragma once
+
+#include "moafast/common.h"
+#include "moafast/hv_small_sweep3d.h"
+#include "moafast/hv_small_volumes.h"
+
+namespace moafast::hv_small {
+
+// rows: [count, D] members (each y < ref). Returns the volume; fills contributions[count] and faces[count, D]
+// (positive measures, the members' order) when they are not null.
+template <int D>
+MOAFAST_HD double sweep_every_output(const double* rows, int count, const double* ref, double* contributions,
+                                     double* faces) {
+  if constexpr (D == 3) {
+    Sweep3d sweep;
+    sweep.load(rows, count, ref);
+    return sweep.run(ref, contributions, faces);
+  } else {
+    constexpr int kLower = D - 1;
+    int order[kSmallSetMax];
+    sort_by(order, count, rows, D, kLower);
+    // prefix: the rows in entering order, first D-1 objectives; beaten: how many active rows beat each there in
+    // every objective. A row beaten twice has no outputs and shapes no other row's in any later slab (one of its
+    // beaters other than that row covers it, as in drop_twice_beaten): the slabs leave it out.
+    double prefix[kSmallSetMax * kLower], alive[kSmallSetMax * kLower];
+    double slab_contributions[kSmallSetMax], slab_faces[kSmallSetMax * kLower];
+    int beaten[kSmallSetMax], alive_rows[kSmallSetMax];
+    double* wanted_contributions = contributions || faces ? slab_contributions : nullptr;
+    for (int i = 0; i < count; ++i) {
+      if (contributions) contributions[i] = 0.0;
+      if (faces)
+        for (int k = 0; k < D; ++k) faces[i * D + k] = 0.0;
+    }
+    double volume = 0.0;
+    for (int start = 0; start < count;) {
+      const double level = rows[order[start] * D + kLower];
+      int end = start;
+      for (; end < count && rows[order[end] * D + kLower] == level; ++end) {
+        const double* entering = prefix + end * kLower;
+        for (int k = 0; k < kLower; ++k) prefix[end * kLower + k] = rows[order[end] * D + k];
+        beaten[end] = 0;
+        for (int a = 0; a < end; ++a) {
+          beaten[end] += all_less(prefix + a * kLower, entering, kLower);
+          beaten[a] += all_less(entering, prefix + a * kLower, kLower);
+        }
+      }
+      int alive_count = 0;
+      for (int a = 0; a < end; ++a) {
+        if (beaten[a] > 1) continue;
+        for (int k = 0; k < kLower; ++k) alive[alive_count * kLower + k] = prefix[a * kLower + k];
+        alive_rows[alive_count++] = a;
+      }
+      const double height = (end < count ? rows[order[end] * D + kLower] : ref[kLower]) - level;
+      volume += height * sweep_every_output<kLower>(alive, alive_count, ref, wanted_contributions,
+                                                    faces ? slab_faces : nullptr);
+      for (int m = 0; m < alive_count; ++m) {
+        const int i = order[alive_rows[m]];
+        if (contributions) contributions[i] += height * slab_contributions[m];
+        if (faces)
+          for (int k = 0; k < kLower; ++k) faces[i * D + k] += height * slab_faces[m * kLower + k];
+      }
+      if (faces) {  // along the last objective: against the rows strictly below (0 for a row beaten there)
+        for (int m = 0; m < alive_count; ++m)
+          if (alive_rows[m] >= start) faces[order[alive_rows[m]] * D + kLower] = slab_contributions[m];
+        if (end - start > 1)
+          for (int a = start; a < end; ++a)
+            faces[order[a] * D + kLower] = exclusive_volume<kLower>(prefix, start, prefix + a * kLower, ref);
+      }
+      start = end;
+    }
+    return volume;
+  }
+}
+
+// Drops objective `axis` from `count` rows of D objectives.
+template <int D> MOAFAST_HD void project(const double* rows, int count, int axis, double* out) {
+  for (int i = 0; i < count; ++i)
+    for (int k = 0, m = 0; k < D; ++k)
+      if (k != axis) out[i * (D - 1) + m++] = rows[i * D + k];
+}
+
+// The face of a point on the reference boundary along its `axis`: its exclusive (D-1)-volume against every
+// member, both projected along the axis.
+template <int D>
+MOAFAST_HD double boundary_face(const double* members, int count, const double* point, int axis, const double* ref) {
+  double projected[kSmallSetMax * (D - 1)], projected_point[D - 1], projected_ref[D - 1];
+  project<D>(members, count, axis, projected);
+  project<D>(point, 1, axis, projected_point);
+  project<D>(ref, 1, axis, projected_ref);
+  return exclusive_volume<D - 1>(projected, count, projected_point, projected_ref);
+}
+
+// d HV / d r_k for every k: the (D-1)-volume of the projection along k of the members and of the points on
+// boundary k (moving r_k outwards brings those in).
+template <int D>
+MOAFAST_HD void reference_faces_in_slabs(const double* members, int count, const double* edge, const int* edge_axes,
+                                         int edges, const double* ref, double sign, double* out) {
+  for (int k = 0; k < D; ++k) {
+    double rows[kSmallSetMax * (D - 1)], projected_ref[D - 1];
+    project<D>(members, count, k, rows);
+    int size = count;
+    for (int e = 0; e < edges; ++e)
+      if (edge_axes[e] == k) project<D>(edge + e * D, 1, k, rows + (size++) * (D - 1));
+    project<D>(ref, 1, k, projected_ref);
+    out[k] = sign * volume_of<D - 1>(rows, size, projected_ref);
+  }
+}
+
+}  // namespace moafast::hv_small
