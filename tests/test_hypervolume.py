@@ -62,7 +62,7 @@ SMALL_AND_LARGE = [7, 12]  # inclusion-exclusion inside the kernel up to 8 point
 
 
 @pytest.mark.parametrize("n", SMALL_AND_LARGE)
-@pytest.mark.parametrize("d", [2, 3, 4, 5])
+@pytest.mark.parametrize("d", [2, 3, 4, 5, 6])
 def test_gradient_matches_autograd_of_the_reference_away_from_ties(d: int, n: int) -> None:
     points = sphere_front(n, d, seed=d).expand(2, n, d).clone()
     points[1] = uniform_cloud(n, d, seed=10 + d) * 0.9  # dominated points too
@@ -93,7 +93,7 @@ def _one_sided(points: torch.Tensor, ref: torch.Tensor, maximize: bool, step: fl
 
 
 @pytest.mark.parametrize("n", [8, 13, 20])  # the small-set path up to 16 points, the sweeps above
-@pytest.mark.parametrize("d", [2, 3, 4, 5])
+@pytest.mark.parametrize("d", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("maximize", [False, True])
 def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximize: bool, n: int,
                                                                  cpu_isa: str) -> None:
@@ -112,7 +112,7 @@ def test_gradient_is_the_improving_one_sided_derivative_at_kinks(d: int, maximiz
     assert_close(r.grad, expected_ref, atol=1e-6, rtol=1e-6, name="d ref")
 
 
-@pytest.mark.parametrize("d", [2, 3, 4, 5])
+@pytest.mark.parametrize("d", [2, 3, 4, 5, 6])
 def test_small_set_path_equals_the_general_path(d: int) -> None:
     """16 points take the small-set path; a 17th inside every box (dominated by all, never on a face)
     changes no output and sends the set through the sweeps instead."""

@@ -23,7 +23,7 @@ to the point), d>=6 WFG-style exclusive volumes against limit sets, slicing the 
 contributions by sweeps for d=2 and 3 (O(n log n) and near it), by limit sets above; faces by limit sets
 over the lower-dimensional algorithms; sets of at most 16 points in 2 or 3 objectives take a stack-only path
 (in 3 objectives one O(n^2) sweep gives the value, every contribution and every face at once), and so do those
-in 4 and 5 objectives when more than the value is wanted (slabs of the last objective over that sweep,
+in 4 to 6 objectives when more than the value is wanted (slabs of the last objective over that sweep,
 O(n^(d-1))). The gradient is computed in the forward pass when autograd will need it. On CUDA the small sets in 2
 or 3 objectives go to a kernel running one set per thread with the same code (moafast/hv_small_sets.h) --
 compiled, not yet run on a GPU; other sets are computed on the host and returned on their device.
@@ -273,7 +273,7 @@ def hypervolume_with_contributions(points: torch.Tensor, ref: torch.Tensor, *, m
                                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(hypervolume [...], contributions [..., n])`` from one kernel pass; the hypervolume is differentiable as
     in :func:`hypervolume` (its gradient computed in the same pass when autograd will need it). For sets of at
-    most 16 points in 3 objectives all three come from one O(n^2) sweep, in 4 and 5 from slabs over it: HaM's
+    most 16 points in 3 objectives all three come from one O(n^2) sweep, in 4 to 6 from slabs over it: HaM's
     many small fronts."""
     hv, contributions = _call(points, ref, mask, maximize, True, True)[:2]
     return hv, contributions

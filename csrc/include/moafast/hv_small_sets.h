@@ -1,7 +1,7 @@
-// Sets of at most kSmallSetMax points in 2 to 5 objectives (HaM's many small fronts), all outputs at once on
-// fixed-size local arrays: shared by the CPU driver (one set per OpenMP task, up to 5 objectives) and the CUDA
+// Sets of at most kSmallSetMax points in 2 to 6 objectives (HaM's many small fronts), all outputs at once on
+// fixed-size local arrays: shared by the CPU driver (one set per OpenMP task, up to 6 objectives) and the CUDA
 // kernel (one set per thread, up to 3), so the CPU tests exercise the formulas the GPU runs. Same definitions as
-// hypervolume.h. In 3 objectives, contributions and faces come from one sweep (hv_small_sweep3d.h); in 4 and 5
+// hypervolume.h. In 3 objectives, contributions and faces come from one sweep (hv_small_sweep3d.h); in 4 to 6
 // from slabs of the last objective over it (hv_small_slabs.h); in 2, from the definitions over the rows that no
 // other row beats in every objective.
 #pragma once
@@ -18,8 +18,8 @@ namespace moafast::hv_small {
 
 constexpr int kSweepMaxObjectives = 3;  // sets done in one sweep, on the CPU and by the CUDA kernel
 // With slabs of the last objective above the sweep: the CPU driver's sets when more than the value is wanted (for
-// the value alone the general 4-D and 5-D sweeps are faster from about 8 points up).
-constexpr int kSlabMaxObjectives = 5;
+// the value alone the general algorithms are faster from about 8 points up).
+constexpr int kSlabMaxObjectives = 6;
 
 MOAFAST_HD bool fits(int64_t n, int64_t d, int max_objectives) {
   return n <= kSmallSetMax && d >= 2 && d <= max_objectives;
@@ -118,7 +118,7 @@ MOAFAST_HD void one_set_3d(const HypervolumeArgs& args, int64_t b, const double*
   if (args.grad_ref) reference_faces(members, count, edge, edge_axes, edges, 3, ref, sign, args.grad_ref + b * 3);
 }
 
-// The slabs' outputs for a set in D = 4 or 5 objectives, scattered back to the set's rows.
+// The slabs' outputs for a set in D = 4 to 6 objectives, scattered back to the set's rows.
 template <int D>
 MOAFAST_HD void one_set_in_slabs(const HypervolumeArgs& args, int64_t b, const double* members, const int* member_rows,
                                  int count, const double* edge, const int* edge_rows, const int* edge_axes,
@@ -176,6 +176,8 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
       return one_set_in_slabs<4>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
     if (d == 5)
       return one_set_in_slabs<5>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
+    if (d == 6)
+      return one_set_in_slabs<6>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
   }
   if (args.hv && !args.contributions && !args.grad_points && !args.grad_ref) {  // the sweeps skip dominated rows
     args.hv[b] = volume(members, count, d, ref);

@@ -1,4 +1,4 @@
-// Every output of a small set in 4 or 5 objectives from slabs of the last objective (minimisation form). Between
+// Every output of a small set in 4 to 6 objectives from slabs of the last objective (minimisation form). Between
 // consecutive levels of the last objective the rows at or below are fixed, and one (d-1)-dimensional pass over them
 // (down to the 3-D sweep of hv_small_sweep3d.h) gives the slab's volume, each row's contribution and its faces in
 // the first d-1 objectives; times the slab's height and summed over slabs, these are the d-dimensional ones.
