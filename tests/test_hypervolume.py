@@ -186,7 +186,7 @@ def test_float32_is_computed_in_float64_and_rounded_once() -> None:
     assert_close(single, hypervolume(points.double(), ref.double()).float(), atol=0, rtol=0, name="float32 hv")
 
 
-@pytest.mark.parametrize("sets,n,d", [(200, 12, 3), (24, 40, 5)])  # small-set path; 5-D sweep
+@pytest.mark.parametrize("sets,n,d", [(200, 12, 3), (200, 8, 5), (24, 40, 5)])  # small sets: sweep, slabs; 5-D sweep
 def test_results_do_not_depend_on_the_thread_count(sets: int, n: int, d: int) -> None:
     points = uniform_cloud(sets * n, d, seed=4).view(sets, n, d)
     ref = torch.ones(d, dtype=torch.float64)
