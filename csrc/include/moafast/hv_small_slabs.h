@@ -18,6 +18,17 @@ namespace moafast::hv_small {
 template <int D>
 MOAFAST_HD double sweep_every_output(const double* rows, int count, const double* ref, double* contributions,
                                      double* faces) {
+  if (count == 1) {  // a box: its volume, and the products of all sides but one
+    double volume = 1.0;
+    for (int k = 0; k < D; ++k) volume *= ref[k] - rows[k];
+    if (contributions) contributions[0] = volume;
+    if (faces)
+      for (int k = 0; k < D; ++k) {
+        faces[k] = 1.0;
+        for (int l = 0; l < D; ++l) faces[k] *= l == k ? 1.0 : ref[l] - rows[l];
+      }
+    return volume;
+  }
   if constexpr (D == 3) {
     Sweep3d sweep;
     sweep.load(rows, count, ref);
