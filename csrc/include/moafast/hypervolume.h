@@ -56,7 +56,8 @@ int64_t first_non_finite(const HypervolumeArgs& args);
 }  // namespace cpu
 
 namespace cuda {
-// Sets that hv_small::fits (n <= 16, d = 2 or 3), one thread per set, on `stream` of `device`.
+// Sets of at most 16 points in 2 or 3 objectives (hv_small::fits up to kSweepMaxObjectives), one thread per
+// set, on `stream` of `device`.
 void hypervolume_small_sets(const HypervolumeArgs& args, int device, void* stream);
 }  // namespace cuda
 
