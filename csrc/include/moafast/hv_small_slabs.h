@@ -77,12 +77,12 @@ MOAFAST_HD double sweep_every_output(const double* rows, int count, const double
         if (faces)
           for (int k = 0; k < kLower; ++k) faces[i * D + k] += height * slab_faces[m * kLower + k];
       }
-      if (faces) {  // along the last objective: against the rows strictly below (0 for a row beaten there)
-        for (int m = 0; m < alive_count; ++m)
-          if (alive_rows[m] >= start) faces[order[alive_rows[m]] * D + kLower] = slab_contributions[m];
-        if (end - start > 1)
-          for (int a = start; a < end; ++a)
-            faces[order[a] * D + kLower] = exclusive_volume<kLower>(prefix, start, prefix + a * kLower, ref);
+      if (faces && end - start == 1) {  // along the last objective: against the rows strictly below
+        const bool entering_alive = alive_rows[alive_count - 1] == start;  // else beaten there: 0
+        faces[order[start] * D + kLower] = entering_alive ? slab_contributions[alive_count - 1] : 0.0;
+      } else if (faces) {
+        for (int a = start; a < end; ++a)
+          faces[order[a] * D + kLower] = exclusive_volume<kLower>(prefix, start, prefix + a * kLower, ref);
       }
       start = end;
     }
