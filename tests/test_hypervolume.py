@@ -300,7 +300,7 @@ special = st.sampled_from([0.0, 0.5, 1.0, 2.0, -1.0, float("nan"), float("inf"),
 
 
 @settings(max_examples=150, deadline=None)
-@given(n=st.integers(0, 6), d=st.integers(0, 4), ref_d=st.integers(0, 4), data=st.data())
+@given(n=st.integers(0, 6), d=st.integers(0, 6), ref_d=st.integers(0, 6), data=st.data())
 def test_fuzzed_input_gives_a_value_or_a_clear_error(n: int, d: int, ref_d: int, data) -> None:
     values = data.draw(st.lists(special | st.floats(-2, 2), min_size=n * d, max_size=n * d))
     ref_values = data.draw(st.lists(special | st.floats(-2, 2), min_size=ref_d, max_size=ref_d))
@@ -316,6 +316,27 @@ def test_fuzzed_input_gives_a_value_or_a_clear_error(n: int, d: int, ref_d: int,
     assert value.item() >= 0
     if bool(torch.isfinite(value)):  # finite inputs whose boxes overflow float64 give inf (documented)
         assert bool((contributions >= -1e-12 * value).all())
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 10), d=st.integers(4, 6), data=st.data())
+def test_fuzzed_small_sets_in_many_objectives_with_the_gradient(n: int, d: int, data) -> None:
+    """The slabs (at most 16 points, 4-6 objectives) on grid-heavy values: value and contributions against
+    inclusion-exclusion, and every gradient entry between minus the point's box face and 0 (up to rounding: a
+    face is a box less a volume)."""
+    grid = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])
+    points = torch.tensor(data.draw(st.lists(grid | st.floats(0, 1), min_size=n * d, max_size=n * d)),
+                          dtype=torch.float64).view(n, d)
+    ref = torch.ones(d, dtype=torch.float64)
+    leaf = points.clone().requires_grad_()
+    value, contributions = hypervolume_with_contributions(leaf, ref)
+    value.backward()
+    assert_close(value, reference.hypervolume(points, ref), atol=1e-12, rtol=1e-12, name="hv")
+    assert_close(contributions, reference.hypervolume_contributions(points, ref), atol=1e-12, rtol=1e-12,
+                 name="contributions")
+    sides = (ref - points).clamp(min=0)
+    box_faces = torch.stack([torch.cat([sides[:, :k], sides[:, k + 1:]], 1).prod(1) for k in range(d)], 1)
+    assert bool((leaf.grad <= 1e-12).all()) and bool((leaf.grad >= -box_faces - 1e-12).all())
 
 
 # --------------------------------------------------------------------------- independent libraries
