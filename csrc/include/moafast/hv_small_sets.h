@@ -25,45 +25,32 @@ MOAFAST_HD bool fits(int64_t n, int64_t d, int max_objectives) {
   return n <= kSmallSetMax && d >= 2 && d <= max_objectives;
 }
 
-// prod_{l != k}(r_l - q_l) - HV_{d-1}({max(pi_k q, pi_k y_j) : y_jk < q_k}).
-MOAFAST_HD double face(const double* rows, int n, int d, const double* query, int k, const double* ref) {
-  double limit[kSmallSetMax * 2], projected_ref[2], box = 1.0;
-  for (int l = 0, m = 0; l < d; ++l)
-    if (l != k) projected_ref[m++] = ref[l], box *= ref[l] - query[l];
+// The face of `query` along objective k, prod_{l != k}(r_l - q_l) - HV_{D-1}({max(pi_k q, pi_k y_j) : y_jk < q_k}):
+// its exclusive (D-1)-volume, projected along k, against the rows below it in k.
+template <int D>
+MOAFAST_HD double face(const double* rows, int n, const double* query, int k, const double* ref) {
+  double lower[kSmallSetMax * (D - 1)], projected_query[D - 1], projected_ref[D - 1];
   int count = 0;
-  for (int j = 0; j < n; ++j) {
-    const double* q = rows + j * d;
-    if (!(q[k] < query[k])) continue;
-    bool covered = true;
-    for (int l = 0, m = 0; l < d; ++l) {
-      if (l == k) continue;
-      const double value = q[l] > query[l] ? q[l] : query[l];
-      covered = covered && value == query[l];
-      limit[count * (d - 1) + m++] = value;
-    }
-    if (covered) return 0.0;
-    ++count;
-  }
-  return box - projected_volume(limit, count, d - 1, projected_ref);
+  for (int j = 0; j < n; ++j)
+    if (rows[j * D + k] < query[k]) project<D>(rows + j * D, 1, k, lower + (count++) * (D - 1));
+  project<D>(query, 1, k, projected_query);
+  project<D>(ref, 1, k, projected_ref);
+  return exclusive_volume<D - 1>(lower, count, projected_query, projected_ref);
 }
 
-// d HV / d r_k for every k: the (d-1)-volume of the projection along k of the members and of the points on
+// d HV / d r_k for every k: the (D-1)-volume of the projection along k of the members and of the points on
 // boundary k (moving r_k outwards brings those in).
+template <int D>
 MOAFAST_HD void reference_faces(const double* members, int count, const double* edge, const int* edge_axes,
-                                int edges, int d, const double* ref, double sign, double* out) {
-  for (int k = 0; k < d; ++k) {
-    double rows[kSmallSetMax * 2], projected_ref[2];
-    int size = 0;
-    for (int i = 0; i < count + edges; ++i) {
-      const double* p = i < count ? members + i * d : edge + (i - count) * d;
-      if (i >= count && edge_axes[i - count] != k) continue;
-      for (int l = 0, m = 0; l < d; ++l)
-        if (l != k) rows[size * (d - 1) + m++] = p[l];
-      ++size;
-    }
-    for (int l = 0, m = 0; l < d; ++l)
-      if (l != k) projected_ref[m++] = ref[l];
-    out[k] = sign * projected_volume(rows, size, d - 1, projected_ref);
+                                int edges, const double* ref, double sign, double* out) {
+  for (int k = 0; k < D; ++k) {
+    double rows[kSmallSetMax * (D - 1)], projected_ref[D - 1];
+    project<D>(members, count, k, rows);
+    int size = count;
+    for (int e = 0; e < edges; ++e)
+      if (edge_axes[e] == k) project<D>(edge + e * D, 1, k, rows + (size++) * (D - 1));
+    project<D>(ref, 1, k, projected_ref);
+    out[k] = sign * volume_of<D - 1>(rows, size, projected_ref);
   }
 }
 
@@ -115,7 +102,7 @@ MOAFAST_HD void one_set_3d(const HypervolumeArgs& args, int64_t b, const double*
     for (int e = 0; e < edges; ++e)
       out[edge_rows[e] * 3 + edge_axes[e]] = -sign * sweep.boundary_face(edge + e * 3, edge_axes[e], ref);
   }
-  if (args.grad_ref) reference_faces(members, count, edge, edge_axes, edges, 3, ref, sign, args.grad_ref + b * 3);
+  if (args.grad_ref) reference_faces<3>(members, count, edge, edge_axes, edges, ref, sign, args.grad_ref + b * 3);
 }
 
 // The slabs' outputs for a set in D = 4 to 6 objectives, scattered back to the set's rows.
@@ -143,10 +130,10 @@ MOAFAST_HD void one_set_in_slabs(const HypervolumeArgs& args, int64_t b, const d
     for (int i = 0; i < count; ++i)
       for (int k = 0; k < D; ++k) out[member_rows[i] * D + k] = -sign * faces[i * D + k];
     for (int e = 0; e < edges; ++e)
-      out[edge_rows[e] * D + edge_axes[e]] = -sign * boundary_face<D>(members, count, edge + e * D, edge_axes[e], ref);
+      out[edge_rows[e] * D + edge_axes[e]] = -sign * face<D>(members, count, edge + e * D, edge_axes[e], ref);
   }
   if (args.grad_ref)
-    reference_faces_in_slabs<D>(members, count, edge, edge_axes, edges, ref, sign, args.grad_ref + b * D);
+    reference_faces<D>(members, count, edge, edge_axes, edges, ref, sign, args.grad_ref + b * D);
 }
 
 // Set b of the batch: gather (minimisation form), compute what args asks for, scatter. Requires
@@ -223,17 +210,25 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
       out[member_rows[i]] = covered ? 0.0 : box - volume(limit, size, d, ref);
     }
   }
+  const auto face_of = [&](const double* query, int k) {
+    return d == 2 ? face<2>(kept, kept_count, query, k, ref) : face<3>(kept, kept_count, query, k, ref);
+  };
   if (args.grad_points) {
     double* out = args.grad_points + b * args.n * args.d;
     for (int i = 0; i < n * d; ++i) out[i] = 0.0;
     for (int i = 0; i < count; ++i)
       if (beaters[i] == 0)
-        for (int k = 0; k < d; ++k)
-          out[member_rows[i] * d + k] = -sign * face(kept, kept_count, d, members + i * d, k, ref);
+        for (int k = 0; k < d; ++k) out[member_rows[i] * d + k] = -sign * face_of(members + i * d, k);
     for (int e = 0; e < edges; ++e)
-      out[edge_rows[e] * d + edge_axes[e]] = -sign * face(kept, kept_count, d, edge + e * d, edge_axes[e], ref);
+      out[edge_rows[e] * d + edge_axes[e]] = -sign * face_of(edge + e * d, edge_axes[e]);
   }
-  if (args.grad_ref) reference_faces(kept, kept_count, edge, edge_axes, edges, d, ref, sign, args.grad_ref + b * d);
+  if (args.grad_ref) {
+    double* out = args.grad_ref + b * d;
+    if (d == 2)
+      reference_faces<2>(kept, kept_count, edge, edge_axes, edges, ref, sign, out);
+    else
+      reference_faces<3>(kept, kept_count, edge, edge_axes, edges, ref, sign, out);
+  }
 }
 
 }  // namespace moafast::hv_small

@@ -90,38 +90,4 @@ MOAFAST_HD double sweep_every_output(const double* rows, int count, const double
   }
 }
 
-// Drops objective `axis` from `count` rows of D objectives.
-template <int D> MOAFAST_HD void project(const double* rows, int count, int axis, double* out) {
-  for (int i = 0; i < count; ++i)
-    for (int k = 0, m = 0; k < D; ++k)
-      if (k != axis) out[i * (D - 1) + m++] = rows[i * D + k];
-}
-
-// The face of a point on the reference boundary along its `axis`: its exclusive (D-1)-volume against every
-// member, both projected along the axis.
-template <int D>
-MOAFAST_HD double boundary_face(const double* members, int count, const double* point, int axis, const double* ref) {
-  double projected[kSmallSetMax * (D - 1)], projected_point[D - 1], projected_ref[D - 1];
-  project<D>(members, count, axis, projected);
-  project<D>(point, 1, axis, projected_point);
-  project<D>(ref, 1, axis, projected_ref);
-  return exclusive_volume<D - 1>(projected, count, projected_point, projected_ref);
-}
-
-// d HV / d r_k for every k: the (D-1)-volume of the projection along k of the members and of the points on
-// boundary k (moving r_k outwards brings those in).
-template <int D>
-MOAFAST_HD void reference_faces_in_slabs(const double* members, int count, const double* edge, const int* edge_axes,
-                                         int edges, const double* ref, double sign, double* out) {
-  for (int k = 0; k < D; ++k) {
-    double rows[kSmallSetMax * (D - 1)], projected_ref[D - 1];
-    project<D>(members, count, k, rows);
-    int size = count;
-    for (int e = 0; e < edges; ++e)
-      if (edge_axes[e] == k) project<D>(edge + e * D, 1, k, rows + (size++) * (D - 1));
-    project<D>(ref, 1, k, projected_ref);
-    out[k] = sign * volume_of<D - 1>(rows, size, projected_ref);
-  }
-}
-
 }  // namespace moafast::hv_small

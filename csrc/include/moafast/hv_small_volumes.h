@@ -92,10 +92,6 @@ MOAFAST_HD double volume(const double* rows, int n, int d, const double* ref) {
   return d == 2 ? volume_2d(rows, n, ref) : volume_3d(rows, n, ref);
 }
 
-// Volume of the (d-1)-dimensional projections used by faces, d <= 3.
-MOAFAST_HD double projected_volume(const double* rows, int n, int dims, const double* ref) {
-  return dims == 1 ? volume_1d(rows, n, ref) : volume_2d(rows, n, ref);
-}
 
 template <int D> MOAFAST_HD double volume_of(const double* rows, int n, const double* ref);
 
@@ -139,6 +135,13 @@ template <int D> MOAFAST_HD double exclusive_volume(const double* rows, int n, c
     if (covered) return 0.0;
   }
   return box - volume_of<D>(clipped, n, ref);
+}
+
+// Drops objective `axis` from `count` rows of D objectives.
+template <int D> MOAFAST_HD void project(const double* rows, int count, int axis, double* out) {
+  for (int i = 0; i < count; ++i)
+    for (int k = 0, m = 0; k < D; ++k)
+      if (k != axis) out[i * (D - 1) + m++] = rows[i * D + k];
 }
 
 }  // namespace moafast::hv_small
