@@ -79,37 +79,12 @@ MOAFAST_HD int drop_twice_beaten(double* members, int* member_rows, int count) {
   return kept;
 }
 
-// The sweep's outputs for a 3-D set, scattered back to the set's rows.
-MOAFAST_HD void one_set_3d(const HypervolumeArgs& args, int64_t b, const double* members, const int* member_rows,
-                           int count, const double* edge, const int* edge_rows, const int* edge_axes, int edges,
-                           const double* ref, double sign) {
-  const int n = static_cast<int>(args.n);
-  Sweep3d sweep;
-  sweep.load(members, count, ref);
-  double contributions[kSmallSetMax], faces[kSmallSetMax * 3];
-  const double value = sweep.run(ref, args.contributions ? contributions : nullptr, args.grad_points ? faces : nullptr);
-  if (args.hv) args.hv[b] = value;
-  if (args.contributions) {
-    double* out = args.contributions + b * args.n;
-    for (int i = 0; i < n; ++i) out[i] = 0.0;
-    for (int i = 0; i < count; ++i) out[member_rows[i]] = contributions[i];
-  }
-  if (args.grad_points) {
-    double* out = args.grad_points + b * args.n * 3;
-    for (int i = 0; i < n * 3; ++i) out[i] = 0.0;
-    for (int i = 0; i < count; ++i)
-      for (int k = 0; k < 3; ++k) out[member_rows[i] * 3 + k] = -sign * faces[i * 3 + k];
-    for (int e = 0; e < edges; ++e)
-      out[edge_rows[e] * 3 + edge_axes[e]] = -sign * sweep.boundary_face(edge + e * 3, edge_axes[e], ref);
-  }
-  if (args.grad_ref) reference_faces<3>(members, count, edge, edge_axes, edges, ref, sign, args.grad_ref + b * 3);
-}
-
-// The slabs' outputs for a set in D = 4 to 6 objectives, scattered back to the set's rows.
+// Every output of a set in D = 3 to 6 objectives from one pass (the 3-D sweep, or slabs over it), scattered back
+// to the set's rows; the faces of points on the reference boundary from their definition (they are rare).
 template <int D>
-MOAFAST_HD void one_set_in_slabs(const HypervolumeArgs& args, int64_t b, const double* members, const int* member_rows,
-                                 int count, const double* edge, const int* edge_rows, const int* edge_axes,
-                                 int edges, const double* ref, double sign) {
+MOAFAST_HD void one_set_at_once(const HypervolumeArgs& args, int64_t b, const double* members, const int* member_rows,
+                                int count, const double* edge, const int* edge_rows, const int* edge_axes, int edges,
+                                const double* ref, double sign) {
   const int n = static_cast<int>(args.n);
   double contributions[kSmallSetMax], faces[kSmallSetMax * D];
   if (args.contributions || args.grad_points) {
@@ -160,11 +135,11 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
   }
   if constexpr (kMaxObjectives > 3) {
     if (d == 4)
-      return one_set_in_slabs<4>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
+      return one_set_at_once<4>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
     if (d == 5)
-      return one_set_in_slabs<5>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
+      return one_set_at_once<5>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
     if (d == 6)
-      return one_set_in_slabs<6>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
+      return one_set_at_once<6>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
   }
   if (args.hv && !args.contributions && !args.grad_points && !args.grad_ref) {  // the sweeps skip dominated rows
     args.hv[b] = volume(members, count, d, ref);
@@ -172,8 +147,7 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
   }
   if (d == 3 && (args.contributions || args.grad_points)) {
     count = drop_twice_beaten(members, member_rows, count);
-    one_set_3d(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
-    return;
+    return one_set_at_once<3>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
   }
   double kept[kSmallSetMax * 3];
   int kept_count = 0, beater[kSmallSetMax], beaters[kSmallSetMax], by_first[kSmallSetMax];

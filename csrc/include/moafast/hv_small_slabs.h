@@ -4,7 +4,7 @@
 // the first d-1 objectives; times the slab's height and summed over slabs, these are the d-dimensional ones.
 // A row's face along the last objective is its exclusive (d-1)-volume against the rows strictly below it: its
 // contribution in the slab it enters when it enters alone, computed apart when others enter with it.
-// O(n^(d-1)) per set: for HaM's fronts of a few heads. Host code (the CUDA kernel keeps to d <= 3).
+// O(n^(d-1)) per set: for HaM's fronts of a few heads. The CUDA kernel takes D = 3 only, the sweep itself.
 #pragma once
 
 #include "moafast/common.h"

@@ -30,10 +30,6 @@ struct Sweep3d {
   int holder[kSmallSetMax];
   double left_y[kSmallSetMax];   // the lowest y among active rows with x_j < x_i
   double under_x[kSmallSetMax];  // the lowest x among active rows with y_j < y_i
-  // Per slab, for the points on the reference boundary: its lower end, the lowest y and x among the active rows.
-  // Slab 0 starts below every row; the last one ends at r_z.
-  double slab_lower[kSmallSetMax + 1], slab_lowest_y[kSmallSetMax + 1], slab_lowest_x[kSmallSetMax + 1];
-  int slabs = 0;
 
   MOAFAST_HD static bool before(double xa, double ya, int a, double xb, double yb, int b) {
     return (xa < xb) | ((xa == xb) & ((ya < yb) | ((ya == yb) & (a < b))));
@@ -92,10 +88,6 @@ struct Sweep3d {
       under_x[i] = ref[0];
       holder[i] = kSmallSetMax;
     }
-    slab_lower[0] = -DBL_MAX;
-    slab_lowest_y[0] = ref[1];
-    slab_lowest_x[0] = ref[0];
-    slabs = 1;
   }
 
   // Runs the sweep after load(); fills the requested outputs in the members' order: contributions[count] and
@@ -108,7 +100,7 @@ struct Sweep3d {
         kept[kSmallSetMax], taken[kSmallSetMax + 1];
     for (int i = 0; i < width; ++i) along_x[i] = along_y[i] = along_z[i] = kept[i] = taken[i] = 0.0;
     taken[kSmallSetMax] = 0.0;
-    double volume = 0.0, area_below = 0.0, lowest_y = ref[1], lowest_x = ref[0];
+    double volume = 0.0, area_below = 0.0;
     for (int start = 0; start < count;) {
       int end = start + 1;
       while (end < count && z[end] == z[start]) ++end;
@@ -116,13 +108,7 @@ struct Sweep3d {
       // A row alone at its z adds exactly that face to the slab's area.
       if (faces && end - start > 1)
         for (int q = start; q < end; ++q) along_z[q] = gain(x[q], y[q], q, start, ref);
-      for (int q = start; q < end; ++q) {
-        activate(q);
-        lowest_y = y[q] < lowest_y ? y[q] : lowest_y;
-        lowest_x = x[q] < lowest_x ? x[q] : lowest_x;
-      }
-      slab_lower[slabs] = z[start], slab_lowest_y[slabs] = lowest_y, slab_lowest_x[slabs] = lowest_x;
-      ++slabs;
+      for (int q = start; q < end; ++q) activate(q);
       const double height = (end < count ? z[end] : ref[2]) - z[start];
       const int active_width = (end + 3) & ~3;  // rows from `end` on are inactive: the loops below stop near it
       double partial[4] = {0.0, 0.0, 0.0, 0.0};  // four running sums: the loop vectorises
@@ -160,20 +146,6 @@ struct Sweep3d {
       }
     }
     return volume;
-  }
-
-  // Face of a point on the reference boundary along `axis` (after run()): for axis 2 the area it adds to all
-  // members; for axis 0 (1) the part of its (y, z) ((x, z)) quadrant that no member covers.
-  MOAFAST_HD double boundary_face(const double* point, int axis, const double* ref) const {
-    if (axis == 2) return gain(point[0], point[1], count, count, ref);
-    double measure = 0.0;
-    for (int s = 0; s < slabs; ++s) {
-      const double upper = s + 1 < slabs ? slab_lower[s + 1] : ref[2];
-      const double lower = slab_lower[s] > point[2] ? slab_lower[s] : point[2];
-      const double length = (axis == 0 ? slab_lowest_y[s] : slab_lowest_x[s]) - point[1 - axis];
-      if (upper > lower) measure += (upper - lower) * positive_part(length);
-    }
-    return measure;
   }
 };
 
