@@ -145,11 +145,12 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
     args.hv[b] = volume(members, count, d, ref);
     return;
   }
-  if (d == 3 && (args.contributions || args.grad_points)) {
+  if (d == 3) {
     count = drop_twice_beaten(members, member_rows, count);
     return one_set_at_once<3>(args, b, members, member_rows, count, edge, edge_rows, edge_axes, edges, ref, sign);
   }
-  double kept[kSmallSetMax * 3];
+  // d = 2 from here: the definitions over the rows no other row beats.
+  double kept[kSmallSetMax * 2];
   int kept_count = 0, beater[kSmallSetMax], beaters[kSmallSetMax], by_first[kSmallSetMax];
   sort_by(by_first, count, members, d, 0);  // only a row earlier in the first objective can beat a row
   for (int a = 0; a < count; ++a) {
@@ -168,7 +169,7 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
   if (args.contributions) {
     double* out = args.contributions + b * args.n;
     for (int i = 0; i < n; ++i) out[i] = 0.0;
-    double limit[kSmallSetMax * 3];
+    double limit[kSmallSetMax * 2];
     for (int i = 0; i < count; ++i) {
       const double* p = members + i * d;
       bool covered = false;
@@ -184,25 +185,17 @@ MOAFAST_HD void one_set(const HypervolumeArgs& args, int64_t b) {
       out[member_rows[i]] = covered ? 0.0 : box - volume(limit, size, d, ref);
     }
   }
-  const auto face_of = [&](const double* query, int k) {
-    return d == 2 ? face<2>(kept, kept_count, query, k, ref) : face<3>(kept, kept_count, query, k, ref);
-  };
   if (args.grad_points) {
     double* out = args.grad_points + b * args.n * args.d;
     for (int i = 0; i < n * d; ++i) out[i] = 0.0;
     for (int i = 0; i < count; ++i)
       if (beaters[i] == 0)
-        for (int k = 0; k < d; ++k) out[member_rows[i] * d + k] = -sign * face_of(members + i * d, k);
+        for (int k = 0; k < d; ++k)
+          out[member_rows[i] * d + k] = -sign * face<2>(kept, kept_count, members + i * d, k, ref);
     for (int e = 0; e < edges; ++e)
-      out[edge_rows[e] * d + edge_axes[e]] = -sign * face_of(edge + e * d, edge_axes[e]);
+      out[edge_rows[e] * d + edge_axes[e]] = -sign * face<2>(kept, kept_count, edge + e * d, edge_axes[e], ref);
   }
-  if (args.grad_ref) {
-    double* out = args.grad_ref + b * d;
-    if (d == 2)
-      reference_faces<2>(kept, kept_count, edge, edge_axes, edges, ref, sign, out);
-    else
-      reference_faces<3>(kept, kept_count, edge, edge_axes, edges, ref, sign, out);
-  }
+  if (args.grad_ref) reference_faces<2>(kept, kept_count, edge, edge_axes, edges, ref, sign, args.grad_ref + b * 2);
 }
 
 }  // namespace moafast::hv_small

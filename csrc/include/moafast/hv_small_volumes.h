@@ -92,7 +92,6 @@ MOAFAST_HD double volume(const double* rows, int n, int d, const double* ref) {
   return d == 2 ? volume_2d(rows, n, ref) : volume_3d(rows, n, ref);
 }
 
-
 template <int D> MOAFAST_HD double volume_of(const double* rows, int n, const double* ref);
 
 // d >= 4: between consecutive levels of the last objective the rows at or below are fixed; the slab is their
